@@ -9,6 +9,7 @@ objects read here from the apiserver.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,9 +19,13 @@ from kubernetes import client
 from lab.apps.spec import AppSpec
 from lab.kubelet.containers import parse_memory_mib
 from lab.kubelet.images import ImageCatalog
-from lab.telemetry.state import ServiceRuntime
+from lab.telemetry.state import AppFaults, ServiceRuntime
 
 SERVICE_LABEL = "app.kubernetes.io/name"
+NEIGHBOUR_LABEL = "aoi.lab/neighbour-of"
+NEIGHBOUR_CPU_ANNOTATION = "aoi.lab/cpu-millicores"
+RETRY_BACKOFF_SUFFIX = "_RETRY_BACKOFF_MS"
+_REWRITE = re.compile(r"^\s*rewrite\s+name\s+(?:exact\s+)?([a-z0-9-]+)\.([a-z0-9-]+)\.svc", re.M)
 
 
 @dataclass
@@ -28,6 +33,9 @@ class ClusterSnapshot:
     runtimes: dict[tuple[str, str], ServiceRuntime] = field(default_factory=dict)
     pods: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     flags: dict[str, bool] = field(default_factory=dict)
+    derived: AppFaults = field(default_factory=AppFaults)
+    """In-app effects of cluster objects: a CPU-hungry neighbour, retries without back-off,
+    a DNS rewrite rule that breaks a name."""
 
 
 def _items(resp: Any) -> list[dict[str, Any]]:
@@ -72,36 +80,80 @@ class ClusterReader:
         snap = ClusterSnapshot()
         for app in self.apps:
             self._read_namespace(app, snap)
+        self._read_dns(snap)
         return snap
+
+    def _read_dns(self, snap: ClusterSnapshot) -> None:
+        resp = self.core.list_namespaced_config_map(
+            "kube-system", field_selector="metadata.name=coredns", _preload_content=False
+        )
+        for cm in _items(resp):
+            for name, _ns in _REWRITE.findall((cm.get("data") or {}).get("Corefile", "")):
+                snap.derived.dns_failure.add(name)
 
     def _read_namespace(self, app: AppSpec, snap: ClusterSnapshot) -> None:
         ns = app.namespace
         pre = {"_preload_content": False}
-        deployments = {d["metadata"]["name"]: d for d in
-                       _items(self.apps_api.list_namespaced_deployment(ns, **pre))}
-        services = {s["metadata"]["name"]: s for s in
-                    _items(self.core.list_namespaced_service(ns, **pre))}
-        endpoints = {e["metadata"]["name"]: e for e in
-                     _items(self.core.list_namespaced_endpoints(ns, **pre))}
-        configmaps = {c["metadata"]["name"]: c.get("data") or {} for c in
-                      _items(self.core.list_namespaced_config_map(ns, **pre))}
+        deployments = {
+            d["metadata"]["name"]: d
+            for d in _items(self.apps_api.list_namespaced_deployment(ns, **pre))
+        }
+        services = {
+            s["metadata"]["name"]: s for s in _items(self.core.list_namespaced_service(ns, **pre))
+        }
+        endpoints = {
+            e["metadata"]["name"]: e for e in _items(self.core.list_namespaced_endpoints(ns, **pre))
+        }
+        configmaps = {
+            c["metadata"]["name"]: c.get("data") or {}
+            for c in _items(self.core.list_namespaced_config_map(ns, **pre))
+        }
         pods: dict[str, list[dict[str, Any]]] = {}
         for pod in _items(self.core.list_namespaced_pod(ns, **pre)):
             svc = (pod["metadata"].get("labels") or {}).get(SERVICE_LABEL)
             if svc:
                 pods.setdefault(svc, []).append(pod)
+        _derive(app, deployments, snap.derived)
         if "flagd-config" in configmaps:
             for text in configmaps["flagd-config"].values():
                 snap.flags.update(parse_flags(text))
         for spec in app.services:
             runtime = _runtime(
-                ns, spec.name, deployments.get(spec.name), services.get(spec.name),
-                endpoints.get(spec.name), pods.get(spec.name, []), configmaps, self.images,
+                ns,
+                spec.name,
+                deployments.get(spec.name),
+                services.get(spec.name),
+                endpoints.get(spec.name),
+                pods.get(spec.name, []),
+                configmaps,
+                self.images,
             )
             snap.runtimes[(ns, spec.name)] = runtime
             snap.pods[(ns, spec.name)] = sorted(
-                p["metadata"]["name"] for p in pods.get(spec.name, [])
-                if not p["metadata"].get("deletionTimestamp"))
+                p["metadata"]["name"]
+                for p in pods.get(spec.name, [])
+                if not p["metadata"].get("deletionTimestamp")
+            )
+
+
+def _derive(app: AppSpec, deployments: Mapping[str, Mapping[str, Any]], derived: AppFaults) -> None:
+    for dep in deployments.values():
+        meta = dep["metadata"]
+        target = (meta.get("labels") or {}).get(NEIGHBOUR_LABEL)
+        ready = int((dep.get("status") or {}).get("readyReplicas") or 0)
+        if target and ready > 0:
+            cpu = int((meta.get("annotations") or {}).get(NEIGHBOUR_CPU_ANNOTATION, "2000"))
+            derived.cpu_stress_m[target] = derived.cpu_stress_m.get(target, 0) + cpu
+    for spec in app.services:
+        workload = deployments.get(spec.name)
+        if not workload:
+            continue
+        for env in workload["spec"]["template"]["spec"]["containers"][0].get("env") or []:
+            name = str(env.get("name", ""))
+            if name.endswith(RETRY_BACKOFF_SUFFIX) and env.get("value") == "0":
+                callee = name.removesuffix(RETRY_BACKOFF_SUFFIX).lower().replace("_", "-")
+                if callee in spec.calls:
+                    derived.retry_storm.add(callee)
 
 
 def _ready_addresses(endpoints: Mapping[str, Any] | None) -> int:
@@ -128,7 +180,8 @@ def _port_reachable(
 
 
 def _mounted_config(
-    template: Mapping[str, Any], container: Mapping[str, Any],
+    template: Mapping[str, Any],
+    container: Mapping[str, Any],
     configmaps: Mapping[str, Mapping[str, str]],
 ) -> tuple[dict[str, str], dict[str, str]]:
     """(config file data from mounted ConfigMaps, environment) of a pod template."""

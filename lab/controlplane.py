@@ -79,7 +79,10 @@ def write_kubeconfig(
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
-            {"name": "aoi-lab", "cluster": {"server": server, "certificate-authority": str(ca_cert)}}
+            {
+                "name": "aoi-lab",
+                "cluster": {"server": server, "certificate-authority": str(ca_cert)},
+            }
         ],
         "users": [{"name": user, "user": {"token": token}}],
         "contexts": [
@@ -138,7 +141,10 @@ class ControlPlane:
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = (self.state_dir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         log.close()

@@ -135,8 +135,13 @@ def generate_pki(directory: Path, *, service_ip: str) -> PkiPaths:
     _write_key(paths.ca_key, ca_key)
     api_names = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"]
     for cert_path, key_path, cn, names, ips in (
-        (paths.apiserver_cert, paths.apiserver_key, "kube-apiserver", api_names,
-         ["127.0.0.1", service_ip]),
+        (
+            paths.apiserver_cert,
+            paths.apiserver_key,
+            "kube-apiserver",
+            api_names,
+            ["127.0.0.1", service_ip],
+        ),
         (paths.kubelet_cert, paths.kubelet_key, "aoi-lab-kubelet", ["localhost"], ["127.0.0.1"]),
     ):
         key = _key()

@@ -25,10 +25,17 @@ CRASH_RUN_S = 0.6
 OOM_RUN_S = 1.5
 LIVENESS_RUN_S = 3.0
 
-_MEMORY_UNITS = {"Ki": 1 / 1024, "Mi": 1.0, "Gi": 1024.0, "K": 1 / 1048.576, "M": 1 / 1.048576,
-                 "G": 1000 / 1.048576}
+_MEMORY_UNITS = {
+    "Ki": 1 / 1024,
+    "Mi": 1.0,
+    "Gi": 1024.0,
+    "K": 1 / 1048.576,
+    "M": 1 / 1.048576,
+    "G": 1000 / 1.048576,
+}
 _HOSTPORT = re.compile(r"(?:^|//|@)([a-z0-9]([-a-z0-9]*[a-z0-9])?):(\d{2,5})\b")
 _ADDRESS_ENV = re.compile(r"(_ADDR|_HOST|_URL|_URI|_ADDRESS|_ENDPOINT|_SERVER)S?$")
+_PLAIN_ADDRESS_ENV = re.compile(r"(_ADDR|_ADDRESS)$")
 
 
 def rfc3339(ts: float) -> str:
@@ -59,7 +66,7 @@ class NodeView:
 
     memory_need_mib: float
     """The process's working set right now (the app model's figure, leaks included)."""
-    service_ports: Mapping[str, int]
+    service_ports: Mapping[str, frozenset[int]]
     """Services of the pod's namespace and their ports, for checking address settings."""
     config_maps: Mapping[str, Mapping[str, str]]
     """ConfigMaps of the pod's namespace."""
@@ -141,14 +148,18 @@ def _resolved_env(container: Mapping[str, Any], view: NodeView) -> dict[str, str
 
 
 def _address_error(env: Mapping[str, str], view: NodeView) -> str | None:
-    """A setting that points at a known Service on the wrong port fails the process at start."""
+    """A setting that points at a known Service on a port it does not serve, or that is not
+    an address at all, fails the process at start, as a real client's dial would."""
     for name, value in env.items():
         if not _ADDRESS_ENV.search(name):
             continue
-        for match in _HOSTPORT.finditer(value):
+        matches = list(_HOSTPORT.finditer(value))
+        if not matches and _PLAIN_ADDRESS_ENV.search(name):
+            return f"fatal: {name}={value!r}: address {value}: missing port in address"
+        for match in matches:
             host, port = match.group(1), int(match.group(3))
             expected = view.service_ports.get(host)
-            if expected is not None and expected != port:
+            if expected is not None and port not in expected:
                 return (
                     f"fatal: cannot connect to {host}:{port} ({name}): "
                     f"dial tcp {host}:{port}: connect: connection refused"
@@ -206,11 +217,14 @@ def step(
     config_error = _config_error(container, view)
     if config_error:
         sim.emit_once(f"cfg:{config_error}", Event("Failed", f"Error: {config_error}", "Warning"))
-        status["state"] = {"waiting": {"reason": "CreateContainerConfigError",
-                                       "message": config_error}}
+        status["state"] = {
+            "waiting": {"reason": "CreateContainerConfigError", "message": config_error}
+        }
         return status
     launch = images.launch(image, container.get("command"))
-    sim.emit_once("pulled", Event("Pulled", f'Container image "{image}" already present on machine'))
+    sim.emit_once(
+        "pulled", Event("Pulled", f'Container image "{image}" already present on machine')
+    )
     status["imageID"] = f"docker-pullable://{image}@sha256:{abs(hash(image)) % 10**12:012d}"
     return _run(sim, status, container, launch, view, now, pod_ip)
 
@@ -227,9 +241,14 @@ def _image_pull_failure(
     if now - sim.first_seen < PULL_ERROR_S:
         status["state"] = {"waiting": {"reason": "ErrImagePull", "message": message}}
     else:
-        sim.emit_once("pullbackoff", Event("BackOff", f'Back-off pulling image "{image}"', "Normal"))
+        sim.emit_once(
+            "pullbackoff", Event("BackOff", f'Back-off pulling image "{image}"', "Normal")
+        )
         status["state"] = {
-            "waiting": {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{image}"'}
+            "waiting": {
+                "reason": "ImagePullBackOff",
+                "message": f'Back-off pulling image "{image}"',
+            }
         }
     return status
 
@@ -267,11 +286,13 @@ def _run(
             )
             status["restartCount"] = sim.restarts
             status["lastState"] = {"terminated": sim.last_term}
-            status["state"] = {"waiting": {
-                "reason": "RunContainerError" if launch.run_error else "CrashLoopBackOff",
-                "message": f"back-off {_backoff(sim.restarts):.0f}s restarting failed "
-                           f"container={name}",
-            }}
+            status["state"] = {
+                "waiting": {
+                    "reason": "RunContainerError" if launch.run_error else "CrashLoopBackOff",
+                    "message": f"back-off {_backoff(sim.restarts):.0f}s restarting failed "
+                    f"container={name}",
+                }
+            }
             return status
         sim.started_at = now
         sim.emit_once(f"created{sim.restarts}", Event("Created", f"Created container {name}"))
@@ -283,27 +304,40 @@ def _run(
         _terminate(sim, "Error", "container killed", 137, now)
         sim.backoff_until = now
         return _run(sim, status, container, launch, view, now, pod_ip) | {
-            "restartCount": sim.restarts, "lastState": {"terminated": sim.last_term}}
+            "restartCount": sim.restarts,
+            "lastState": {"terminated": sim.last_term},
+        }
     if failure and now - sim.started_at >= failure[3]:
         reason, message, code, _ = failure
         if reason == "Error" and message.startswith("liveness probe failed"):
             port = message.rsplit(" ", 1)[-1]
-            sim.events.append(Event(
-                "Unhealthy",
-                f"Liveness probe failed: dial tcp {pod_ip}:{port}: connect: connection refused",
-                "Warning"))
-            sim.events.append(Event(
-                "Killing", f"Container {name} failed liveness probe, will be restarted"))
+            sim.events.append(
+                Event(
+                    "Unhealthy",
+                    f"Liveness probe failed: dial tcp {pod_ip}:{port}: connect: connection refused",
+                    "Warning",
+                )
+            )
+            sim.events.append(
+                Event("Killing", f"Container {name} failed liveness probe, will be restarted")
+            )
         _terminate(sim, reason, message, code, now)
         return _run(sim, status, container, launch, view, now, pod_ip) | {
-            "restartCount": sim.restarts, "lastState": {"terminated": sim.last_term}}
+            "restartCount": sim.restarts,
+            "lastState": {"terminated": sim.last_term},
+        }
     readiness = _probe_port(container.get("readinessProbe"), container)
     ready = failure is None and (readiness is None or readiness == launch.listen_port)
     if failure is None and not ready:
-        sim.emit_once(f"unready{sim.restarts}", Event(
-            "Unhealthy",
-            f"Readiness probe failed: dial tcp {pod_ip}:{readiness}: connect: connection refused",
-            "Warning"))
+        sim.emit_once(
+            f"unready{sim.restarts}",
+            Event(
+                "Unhealthy",
+                f"Readiness probe failed: dial tcp {pod_ip}:{readiness}: "
+                "connect: connection refused",
+                "Warning",
+            ),
+        )
     status["state"] = {"running": {"startedAt": rfc3339(sim.started_at)}}
     status["ready"] = ready
     status["started"] = True

@@ -43,11 +43,21 @@ BROKEN_BUILDS: dict[str, ImageInfo] = {
     "yinfangchen/geo:app3": ImageInfo(
         binaries={"geo": 8083},
         crash=(
-            'panic: server selection error: server selection timeout, current topology: '
-            '{ Type: Unknown, Servers: [{ Addr: mongodb-geo:27777, Type: Unknown, '
-            'Last error: dial tcp: connect: connection refused }] }'
+            "panic: server selection error: server selection timeout, current topology: "
+            "{ Type: Unknown, Servers: [{ Addr: mongodb-geo:27777, Type: Unknown, "
+            "Last error: dial tcp: connect: connection refused }] }"
         ),
     ),
+}
+
+
+# Images every cluster runs besides the apps: shells for jobs, and the cluster DNS.
+UTILITY_IMAGES: dict[str, ImageInfo] = {
+    **{
+        name: ImageInfo(binaries={"sh": 0, "sleep": 0})
+        for name in ("busybox:1.36", "alpine:3.19", "bitnami/kubectl:1.20")
+    },
+    "coredns/coredns:1.7.0": ImageInfo(binaries={"coredns": 53}),
 }
 
 
@@ -62,23 +72,35 @@ class ImageCatalog:
                 images.setdefault(svc.image, {})[_basename(binary)] = svc.port
         self._images = {name: ImageInfo(binaries=b) for name, b in images.items()}
         self._images.update(BROKEN_BUILDS)
-        self.default_binary: dict[str, str] = {
-            image: next(iter(info.binaries)) for image, info in self._images.items()
-        }
-
-    def exists(self, image: str) -> bool:
-        return image in self._images
+        self._images.update(UTILITY_IMAGES)
 
     def info(self, image: str) -> ImageInfo | None:
-        return self._images.get(image)
+        """The image, or a ``-buggy`` tag of a known repository (a build that crashes)."""
+        known = self._images.get(image)
+        if known is not None:
+            return known
+        repo, _, tag = image.rpartition(":")
+        base = next(
+            (i for name, i in self._images.items() if name.rpartition(":")[0] == repo), None
+        )
+        if base is None or not tag.endswith("-buggy"):
+            return None
+        return ImageInfo(
+            binaries=base.binaries,
+            crash=f"panic: runtime error: invalid memory address or nil pointer dereference "
+            f"[signal SIGSEGV: segmentation violation] (build {tag})",
+        )
+
+    def exists(self, image: str) -> bool:
+        return self.info(image) is not None
 
     def launch(self, image: str, command: list[str] | None) -> Launch:
-        info = self._images.get(image)
+        info = self.info(image)
         if info is None:
             return Launch(listen_port=None, error=f"image {image!r} not found", run_error=True)
         if info.crash:
             return Launch(listen_port=None, error=info.crash, exit_code=2)
-        binary = _basename(command[0]) if command else self.default_binary[image]
+        binary = _basename(command[0]) if command else next(iter(info.binaries), "")
         if binary in info.binaries:
             return Launch(listen_port=info.binaries[binary])
         if binary in {"sh", "bash", "sleep", "true"}:

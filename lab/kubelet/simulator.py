@@ -18,8 +18,8 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -103,7 +103,7 @@ class KubeletSimulator:
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self._configmaps: dict[str, dict[str, dict[str, str]]] = {}
-        self._services: dict[str, dict[str, int]] = {}
+        self._services: dict[str, dict[str, frozenset[int]]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -137,37 +137,65 @@ class KubeletSimulator:
     def _node_body(self, name: str) -> dict[str, Any]:
         now = rfc3339(time.time())
         conditions = [
-            {"type": t, "status": "False", "reason": f"KubeletHas{r}", "message": m,
-             "lastHeartbeatTime": now, "lastTransitionTime": now}
+            {
+                "type": t,
+                "status": "False",
+                "reason": f"KubeletHas{r}",
+                "message": m,
+                "lastHeartbeatTime": now,
+                "lastTransitionTime": now,
+            }
             for t, r, m in (
                 ("MemoryPressure", "SufficientMemory", "kubelet has sufficient memory available"),
                 ("DiskPressure", "NoDiskPressure", "kubelet has no disk pressure"),
                 ("PIDPressure", "SufficientPID", "kubelet has sufficient PID available"),
             )
         ]
-        conditions.append({"type": "Ready", "status": "True", "reason": "KubeletReady",
-                           "message": "kubelet is posting ready status",
-                           "lastHeartbeatTime": now, "lastTransitionTime": now})
+        conditions.append(
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "KubeletReady",
+                "message": "kubelet is posting ready status",
+                "lastHeartbeatTime": now,
+                "lastTransitionTime": now,
+            }
+        )
         capacity = {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"}
         return {
             "apiVersion": "v1",
             "kind": "Node",
-            "metadata": {"name": name, "labels": {
-                "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64", "node.kubernetes.io/instance-type": "aoi-lab"}},
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "kubernetes.io/hostname": name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "node.kubernetes.io/instance-type": "aoi-lab",
+                },
+            },
             "spec": {"podCIDR": f"10.244.{self.nodes.index(name) + 1}.0/24"},
             "status": {
                 "capacity": capacity,
                 "allocatable": capacity,
                 "conditions": conditions,
-                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
-                              {"type": "Hostname", "address": name}],
+                "addresses": [
+                    {"type": "InternalIP", "address": "127.0.0.1"},
+                    {"type": "Hostname", "address": name},
+                ],
                 "daemonEndpoints": {"kubeletEndpoint": {"Port": self.port}},
                 "nodeInfo": {
-                    "kubeletVersion": "v1.20.2", "kubeProxyVersion": "v1.20.2",
-                    "containerRuntimeVersion": "containerd://1.6.20", "osImage": "AOI lab node",
-                    "kernelVersion": "6.1.0", "operatingSystem": "linux", "architecture": "amd64",
-                    "machineID": name, "systemUUID": name, "bootID": name},
+                    "kubeletVersion": "v1.20.2",
+                    "kubeProxyVersion": "v1.20.2",
+                    "containerRuntimeVersion": "containerd://1.6.20",
+                    "osImage": "AOI lab node",
+                    "kernelVersion": "6.1.0",
+                    "operatingSystem": "linux",
+                    "architecture": "amd64",
+                    "machineID": name,
+                    "systemUUID": name,
+                    "bootID": name,
+                },
             },
         }
 
@@ -188,9 +216,10 @@ class KubeletSimulator:
         # MicroTime must carry a fraction; isoformat() drops a zero one.
         micro = datetime.fromtimestamp(now, UTC).replace(microsecond=int(now * 1e6) % 10**6 or 1)
         for name in self.nodes:
-            body = {"metadata": {"name": name, "namespace": "kube-node-lease"},
-                    "spec": {"holderIdentity": name, "leaseDurationSeconds": 40,
-                             "renewTime": micro}}
+            body = {
+                "metadata": {"name": name, "namespace": "kube-node-lease"},
+                "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": micro},
+            }
             try:
                 self.coordination.patch_namespaced_lease(name, "kube-node-lease", body)
             except ApiException as exc:
@@ -224,28 +253,33 @@ class KubeletSimulator:
             del self.pods[uid]
 
     def _refresh_namespaces(self, namespaces: set[str]) -> None:
-        cms = json.loads(self.core.list_config_map_for_all_namespaces(
-            _preload_content=False).data)["items"]
-        svcs = json.loads(self.core.list_service_for_all_namespaces(
-            _preload_content=False).data)["items"]
+        cms = json.loads(self.core.list_config_map_for_all_namespaces(_preload_content=False).data)[
+            "items"
+        ]
+        svcs = json.loads(self.core.list_service_for_all_namespaces(_preload_content=False).data)[
+            "items"
+        ]
         self._configmaps = {ns: {} for ns in namespaces}
         for cm in cms:
             ns = cm["metadata"]["namespace"]
             self._configmaps.setdefault(ns, {})[cm["metadata"]["name"]] = cm.get("data") or {}
         self._services = {ns: {} for ns in namespaces}
         for svc in svcs:
-            ports = svc["spec"].get("ports") or []
-            if ports:
-                ns = svc["metadata"]["namespace"]
-                self._services.setdefault(ns, {})[svc["metadata"]["name"]] = int(ports[0]["port"])
+            ports = frozenset(int(p["port"]) for p in svc["spec"].get("ports") or [])
+            ns = svc["metadata"]["namespace"]
+            self._services.setdefault(ns, {})[svc["metadata"]["name"]] = ports
 
     def _finalise(self, pod: Mapping[str, Any]) -> None:
         meta = pod["metadata"]
         with contextlib.suppress(ApiException):
             self.core.delete_namespaced_pod(
-                meta["name"], meta["namespace"], grace_period_seconds=0,
-                body=client.V1DeleteOptions(grace_period_seconds=0,
-                                            preconditions={"uid": meta["uid"]}))
+                meta["name"],
+                meta["namespace"],
+                grace_period_seconds=0,
+                body=client.V1DeleteOptions(
+                    grace_period_seconds=0, preconditions={"uid": meta["uid"]}
+                ),
+            )
 
     def _record(self, pod: Mapping[str, Any], now: float) -> PodRecord:
         meta = pod["metadata"]
@@ -255,7 +289,10 @@ class KubeletSimulator:
             self._ips[node] += 1
             index = self._ips[node]
             record = PodRecord(
-                namespace=meta["namespace"], name=meta["name"], uid=meta["uid"], node=node,
+                namespace=meta["namespace"],
+                name=meta["name"],
+                uid=meta["uid"],
+                node=node,
                 service=(meta.get("labels") or {}).get(SERVICE_LABEL, meta["name"]),
                 ip=f"10.244.{self.nodes.index(node) + 1}.{index % 250 + 2}",
             )
@@ -276,8 +313,9 @@ class KubeletSimulator:
         for ctr in pod["spec"]["containers"]:
             sim = record.containers[ctr["name"]]
             was_running = sim.started_at is not None
-            statuses.append(step(sim, ctr, images=self.images, view=view, now=now,
-                                 pod_ip=record.ip))
+            statuses.append(
+                step(sim, ctr, images=self.images, view=view, now=now, pod_ip=record.ip)
+            )
             if sim.started_at is not None and not was_running:
                 self.world.on_container_start(record.namespace, record.service, record.name)
             for event in sim.take_events():
@@ -303,22 +341,34 @@ class KubeletSimulator:
         message = None if ready else f"containers with unready status: [{' '.join(not_ready)}]"
         conditions = [
             {"type": "Initialized", "status": "True", "lastTransitionTime": created},
-            {"type": "Ready", "status": str(ready), "reason": reason, "message": message,
-             "lastTransitionTime": created},
-            {"type": "ContainersReady", "status": str(ready), "reason": reason,
-             "message": message, "lastTransitionTime": created},
+            {
+                "type": "Ready",
+                "status": str(ready),
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": created,
+            },
+            {
+                "type": "ContainersReady",
+                "status": str(ready),
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": created,
+            },
             {"type": "PodScheduled", "status": "True", "lastTransitionTime": created},
         ]
-        return {"status": {
-            "phase": "Running" if started else "Pending",
-            "hostIP": "127.0.0.1",
-            "podIP": record.ip,
-            "podIPs": [{"ip": record.ip}],
-            "startTime": created,
-            "qosClass": "Burstable",
-            "conditions": conditions,
-            "containerStatuses": statuses,
-        }}
+        return {
+            "status": {
+                "phase": "Running" if started else "Pending",
+                "hostIP": "127.0.0.1",
+                "podIP": record.ip,
+                "podIPs": [{"ip": record.ip}],
+                "startTime": created,
+                "qosClass": "Burstable",
+                "conditions": conditions,
+                "containerStatuses": statuses,
+            }
+        }
 
     def _emit(self, record: PodRecord, container: str, event: Event) -> None:
         key = f"{event.reason}:{event.message}"
@@ -328,19 +378,31 @@ class KubeletSimulator:
             with contextlib.suppress(ApiException):
                 current = self.core.read_namespaced_event(name, record.namespace)
                 self.core.patch_namespaced_event(
-                    name, record.namespace, {"count": (current.count or 1) + 1,
-                                             "lastTimestamp": now})
+                    name,
+                    record.namespace,
+                    {"count": (current.count or 1) + 1, "lastTimestamp": now},
+                )
             return
         name = f"{record.name}.{int(time.time() * 1e6):x}"
         body = {
             "metadata": {"name": name, "namespace": record.namespace},
-            "involvedObject": {"kind": "Pod", "namespace": record.namespace,
-                               "name": record.name, "uid": record.uid, "apiVersion": "v1",
-                               "fieldPath": f"spec.containers{{{container}}}"},
-            "reason": event.reason, "message": event.message, "type": event.type,
+            "involvedObject": {
+                "kind": "Pod",
+                "namespace": record.namespace,
+                "name": record.name,
+                "uid": record.uid,
+                "apiVersion": "v1",
+                "fieldPath": f"spec.containers{{{container}}}",
+            },
+            "reason": event.reason,
+            "message": event.message,
+            "type": event.type,
             "source": {"component": "kubelet", "host": record.node},
-            "reportingComponent": "kubelet", "reportingInstance": record.node,
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "reportingComponent": "kubelet",
+            "reportingInstance": record.node,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
         }
         with contextlib.suppress(ApiException):
             self.core.create_namespaced_event(record.namespace, body)
@@ -359,8 +421,9 @@ class KubeletSimulator:
         return False
 
     def find_pods(self, namespace: str, service: str) -> list[str]:
-        return sorted(r.name for r in self.pods.values()
-                      if r.namespace == namespace and r.service == service)
+        return sorted(
+            r.name for r in self.pods.values() if r.namespace == namespace and r.service == service
+        )
 
     # -- logs ------------------------------------------------------------------------------
 
@@ -394,7 +457,10 @@ class KubeletSimulator:
         elif "sinceTime" in query:
             since = _parse_time(query["sinceTime"])
         text = self.logs.logs_for(
-            ns, record.service, pod, container,
+            ns,
+            record.service,
+            pod,
+            container,
             previous=query.get("previous") == "true",
             since=since,
             tail=int(query["tailLines"]) if "tailLines" in query else None,
@@ -415,8 +481,14 @@ class KubeletSimulator:
         timestamps = request.query.get("timestamps") == "true"
         while record.uid in self.pods:
             await asyncio.sleep(0.5)
-            text = self.logs.logs_for(record.namespace, record.service, record.name, container,
-                                      since=last, timestamps=timestamps)
+            text = self.logs.logs_for(
+                record.namespace,
+                record.service,
+                record.name,
+                container,
+                since=last,
+                timestamps=timestamps,
+            )
             last = time.time()
             if text:
                 await resp.write(text.encode())
