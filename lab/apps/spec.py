@@ -52,7 +52,8 @@ class ServiceSpec:
     log_style: str = "go"
     """Which log vocabulary the service prints.
 
-    One of go, mongodb, memcached, redis, node, java, python, dotnet.
+    One of ``lab.telemetry.vocabulary.FAMILIES``: go, cpp, nginx, envoy, node, java, dotnet,
+    python, mongodb, memcached, redis, kafka.
     """
     config_mounts: tuple[tuple[str, str], ...] = ()
     """(ConfigMap name, mount path) pairs: the app's ConfigMaps this service reads."""
