@@ -125,7 +125,7 @@ class Lab:
         self._kubelet = KubeletSimulator(
             api=self._api,
             images=images,
-            logs=self._model,
+            logs=self._model.logs,
             world=World(memory_need_mib=self._memory_need, on_container_start=self._on_start),
             cert=pki.kubelet_cert,
             key=pki.kubelet_key,
@@ -230,14 +230,22 @@ class Lab:
             await asyncio.sleep(0.2)
 
     def unready(self) -> list[str]:
+        """Deployments whose rollout is not complete (kubectl rollout status's rule)."""
         assert self._api is not None
         apps_api = client.AppsV1Api(self._api)
         pending = []
-        for app in self.apps:
-            for dep in apps_api.list_namespaced_deployment(app.namespace).items:
+        for namespace in ["kube-system", *(app.namespace for app in self.apps)]:
+            for dep in apps_api.list_namespaced_deployment(namespace).items:
                 want = dep.spec.replicas or 0
-                if want and (dep.status.ready_replicas or 0) < want:
-                    pending.append(f"{app.namespace}/{dep.metadata.name}")
+                status = dep.status
+                done = (
+                    (status.observed_generation or 0) >= (dep.metadata.generation or 0)
+                    and (status.updated_replicas or 0) >= want
+                    and (status.ready_replicas or 0) >= want
+                    and (status.replicas or 0) <= want
+                )
+                if want and not done:
+                    pending.append(f"{namespace}/{dep.metadata.name}")
         return pending
 
     def status(self) -> dict[str, Any]:

@@ -90,6 +90,13 @@ class NonexistentNode(_RestoresDeployment):
         return ctx.rollout_ready(target)
 
 
+def _matches(baseline: Any, live: Any) -> bool:
+    """Live equals baseline, ignoring fields the apiserver filled in with defaults."""
+    if isinstance(baseline, dict) and isinstance(live, dict):
+        return all(_matches(v, live.get(k)) for k, v in baseline.items())
+    return bool(baseline == live)
+
+
 class _PatchesContainer(_RestoresDeployment):
     """Faults that set container fields and are mitigated when they are back to baseline."""
 
@@ -101,7 +108,7 @@ class _PatchesContainer(_RestoresDeployment):
 
     def check(self, ctx: FaultContext, target: str, params: Params) -> Verdict:
         live = ctx.container(target).get(self.field_name)
-        if live != self.baseline_value(ctx, target):
+        if not _matches(self.baseline_value(ctx, target), live):
             return Verdict(False, f"{target} container {self.field_name} is still {live!r}")
         return ctx.rollout_ready(target)
 
@@ -311,10 +318,17 @@ class RedeployWithoutPv:
             ctx.restore("Deployment", deployment)
 
     def recover(self, ctx: FaultContext, target: str, params: Params) -> None:
-        for deployment, claim in self._claims(ctx, target):
-            volume = claim["spec"].get("volumeName")
-            if volume:
-                ctx.core.patch_persistent_volume(volume, {"spec": {"claimRef": None}})
+        claims = {claim["metadata"]["name"] for _, claim in self._claims(ctx, target)}
+        for volume in ctx.core.list_persistent_volume().items:
+            ref = volume.spec.claim_ref
+            if (
+                ref is not None
+                and ref.namespace == ctx.ns
+                and ref.name in claims
+                and (volume.status.phase == "Released")
+            ):
+                ctx.core.patch_persistent_volume(volume.metadata.name, {"spec": {"claimRef": None}})
+        for deployment, _ in self._claims(ctx, target):
             ctx.restore("Deployment", deployment)
 
     def check(self, ctx: FaultContext, target: str, params: Params) -> Verdict:

@@ -18,7 +18,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,7 +45,7 @@ class LogSource(Protocol):
         container: str,
         *,
         previous: bool = False,
-        since: float | None = None,
+        since: datetime | timedelta | None = None,
         tail: int | None = None,
         limit_bytes: int | None = None,
         timestamps: bool = False,
@@ -451,22 +451,26 @@ class KubeletSimulator:
         if record is None or container not in record.containers:
             raise web.HTTPNotFound(text=f"container {container!r} in pod {pod!r} not found")
         query = request.query
-        since: float | None = None
+        since: datetime | timedelta | None = None
         if "sinceSeconds" in query:
-            since = time.time() - float(query["sinceSeconds"])
+            since = timedelta(seconds=float(query["sinceSeconds"]))
         elif "sinceTime" in query:
-            since = _parse_time(query["sinceTime"])
-        text = self.logs.logs_for(
-            ns,
-            record.service,
-            pod,
-            container,
-            previous=query.get("previous") == "true",
-            since=since,
-            tail=int(query["tailLines"]) if "tailLines" in query else None,
-            limit_bytes=int(query["limitBytes"]) if "limitBytes" in query else None,
-            timestamps=query.get("timestamps") == "true",
-        )
+            since = datetime.fromisoformat(query["sinceTime"].replace("Z", "+00:00"))
+        try:
+            text = self.logs.logs_for(
+                ns,
+                record.service,
+                pod,
+                container,
+                previous=query.get("previous") == "true",
+                since=since,
+                tail=int(query["tailLines"]) if "tailLines" in query else None,
+                limit_bytes=int(query["limitBytes"]) if "limitBytes" in query else None,
+                timestamps=query.get("timestamps") == "true",
+            )
+        except LookupError as exc:
+            # What a kubelet answers for a waiting container or a missing previous one.
+            raise web.HTTPBadRequest(text=str(exc).strip("'\"")) from None
         if query.get("follow") != "true":
             return web.Response(text=text, content_type="text/plain")
         return await self._follow(request, record, container, text)
@@ -493,7 +497,3 @@ class KubeletSimulator:
             if text:
                 await resp.write(text.encode())
         return resp
-
-
-def _parse_time(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
