@@ -34,6 +34,10 @@ class ServiceRuntime:
     """CrashLoopBackOff, ImagePullBackOff, ContainerCreating... when not running."""
     config: dict[str, str] = field(default_factory=dict)
     """Data of the ConfigMaps the service mounts, merged."""
+    last_termination_reason: str | None = None
+    """containerStatuses[].lastState.terminated.reason of a pod (Error, OOMKilled...)."""
+    last_termination_message: str | None = None
+    """...and its message: why the process died, which its logs end with."""
 
 
 @dataclass
@@ -59,4 +63,4 @@ class AppFaults:
     load_multiplier: float = 1.0
     """Scales the user load (loadgenerator floods)."""
     planted_logs: dict[str, list[str]] = field(default_factory=dict)
-    """Service -> extra lines its containers print (decoys, prompt-injection and secret-leak drills)."""
+    """Service -> extra lines its containers print (decoys, prompt-injection, secret leaks)."""

@@ -117,7 +117,8 @@ def test_container_logs_come_through_the_apiserver(observer: client.ApiClient) -
     stamped = core.read_namespaced_pod_log(
         pod.metadata.name, HOTEL, container="geo", tail_lines=1, timestamps=True
     )
-    assert stamped[:4].isdigit() and "T" in stamped.split()[0]
+    assert stamped[:4].isdigit()
+    assert "T" in stamped.split()[0]
 
 
 @pytest.mark.skipif(kubectl is None, reason="kubectl is not installed on this machine")
