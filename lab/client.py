@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from lab.errors import LabError, LabNotRunning
+from lab.errors import LabError, LabNotRunningError
 from lab.service import STATE_FILE, LabState
 
 
@@ -25,7 +25,7 @@ class LabClient:
     def connect(cls, state_dir: Path) -> LabClient:
         state = LabState.read(state_dir)
         if state is None or not state.alive:
-            raise LabNotRunning(
+            raise LabNotRunningError(
                 f"no lab is running for {state_dir}; start one with `aoi lab up --detach`."
             )
         return cls(state)
@@ -54,7 +54,7 @@ class LabClient:
                 message = exc.reason
             raise LabError(str(message)) from None
         except (urllib.error.URLError, OSError) as exc:
-            raise LabNotRunning(
+            raise LabNotRunningError(
                 f"the lab at {self.state.control_url} does not answer: {exc}"
             ) from None
 

@@ -129,11 +129,12 @@ class ClusterReader:
                 self.images,
             )
             snap.runtimes[(ns, spec.name)] = runtime
-            snap.pods[(ns, spec.name)] = sorted(
-                p["metadata"]["name"]
-                for p in pods.get(spec.name, [])
-                if not p["metadata"].get("deletionTimestamp")
-            )
+            live = [
+                p for p in pods.get(spec.name, []) if not p["metadata"].get("deletionTimestamp")
+            ]
+            # Ready pods first: the model takes the first ready_replicas names as serving.
+            live.sort(key=lambda p: (not _pod_ready(p), p["metadata"]["name"]))
+            snap.pods[(ns, spec.name)] = [p["metadata"]["name"] for p in live]
 
 
 def _derive(app: AppSpec, deployments: Mapping[str, Mapping[str, Any]], derived: AppFaults) -> None:
@@ -154,6 +155,11 @@ def _derive(app: AppSpec, deployments: Mapping[str, Mapping[str, Any]], derived:
                 callee = name.removesuffix(RETRY_BACKOFF_SUFFIX).lower().replace("_", "-")
                 if callee in spec.calls:
                     derived.retry_storm.add(callee)
+
+
+def _pod_ready(pod: Mapping[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 def _ready_addresses(endpoints: Mapping[str, Any] | None) -> int:
@@ -240,6 +246,10 @@ def _runtime(
             waiting = (status.get("state") or {}).get("waiting")
             if waiting and runtime.waiting_reason is None:
                 runtime.waiting_reason = waiting.get("reason")
+            terminated = (status.get("lastState") or {}).get("terminated")
+            if terminated and runtime.last_termination_reason is None:
+                runtime.last_termination_reason = terminated.get("reason")
+                runtime.last_termination_message = terminated.get("message")
         if (pod.get("status") or {}).get("phase") == "Pending" and runtime.waiting_reason is None:
             runtime.waiting_reason = "Pending"
     return runtime

@@ -5,9 +5,9 @@ class LabError(Exception):
     """A lab operation failed for a reason the user can act on."""
 
 
-class LabNotRunning(LabError):
+class LabNotRunningError(LabError):
     """No lab is up where one was expected."""
 
 
-class LabAlreadyRunning(LabError):
+class LabAlreadyRunningError(LabError):
     """A second `lab up` found a running lab."""

@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from lab.controlplane import free_port
-from lab.errors import LabAlreadyRunning, LabError
+from lab.errors import LabAlreadyRunningError, LabError
 from lab.runtime import Lab
 from lab.scenarios.loader import Registry, scenario_from_cli
 from lab.scenarios.schema import Scenario
@@ -75,7 +75,7 @@ def refuse_second_lab(state_dir: Path) -> None:
     if state is None:
         return
     if state.alive:
-        raise LabAlreadyRunning(
+        raise LabAlreadyRunningError(
             f"a lab is already running (pid {state.pid}, apiserver "
             f"{state.endpoints.get('server')}); use it, or stop it with `aoi lab down`."
         )

@@ -327,8 +327,9 @@ def _run(
             "lastState": {"terminated": sim.last_term},
         }
     readiness = _probe_port(container.get("readinessProbe"), container)
-    ready = failure is None and (readiness is None or readiness == launch.listen_port)
-    if failure is None and not ready:
+    probe_ok = readiness is None or readiness == launch.listen_port
+    ready = failure is None and probe_ok
+    if not probe_ok:
         sim.emit_once(
             f"unready{sim.restarts}",
             Event(

@@ -481,19 +481,20 @@ class KubeletSimulator:
         resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
         await resp.prepare(request)
         await resp.write(first.encode())
-        last = time.time()
+        last = datetime.now(UTC)
         timestamps = request.query.get("timestamps") == "true"
         while record.uid in self.pods:
             await asyncio.sleep(0.5)
-            text = self.logs.logs_for(
-                record.namespace,
-                record.service,
-                record.name,
-                container,
-                since=last,
-                timestamps=timestamps,
-            )
-            last = time.time()
-            if text:
-                await resp.write(text.encode())
+            with contextlib.suppress(LookupError):
+                text = self.logs.logs_for(
+                    record.namespace,
+                    record.service,
+                    record.name,
+                    container,
+                    since=last,
+                    timestamps=timestamps,
+                )
+                if text:
+                    await resp.write(text.encode())
+            last = datetime.now(UTC)
         return resp

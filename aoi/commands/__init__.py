@@ -1,0 +1,1 @@
+"""Command groups of the `aoi` CLI, one module per group, registered in `aoi.cli`."""

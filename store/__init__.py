@@ -1,0 +1,7 @@
+"""The incident store: what the bot, the agents and the trainer remember.
+
+Modules: `models` (tables and state enums), `db` (engines, sessions, row
+counts), `migrate` (Alembic migrations run from code), `proposals` (atomic
+approval state changes), `errors` (what can go wrong, with next steps). This
+package imports nothing else of ours and reads no settings: callers pass a URL.
+"""

@@ -1,0 +1,1 @@
+"""Helpers for the test suites and benchmarks: real databases, real processes, no mocks."""
