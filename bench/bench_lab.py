@@ -52,21 +52,21 @@ def _cycle(handle: LabThread) -> tuple[dict[str, list[float]], dict[str, list[fl
     inject: dict[str, list[float]] = defaultdict(list)
     recover: dict[str, list[float]] = defaultdict(list)
     started = time.perf_counter()
-    mitigated_before = 0
+    passing_while_faulted = 0
     for n, scenario in enumerate(scenarios, 1):
         family = scenario.fault.family
         t = time.perf_counter()
         handle.run(lab.inject(scenario))
         inject[family].append(time.perf_counter() - t)
         verdict = handle.run(lab.check(scenario))
-        mitigated_before += int(verdict.mitigated and family not in ("noop", "container_kill"))
+        passing_while_faulted += int(verdict.mitigated and family not in ("noop", "container_kill"))
         t = time.perf_counter()
         handle.run(lab.recover())
         handle.run(lab.wait_ready(timeout_s=120))
         recover[family].append(time.perf_counter() - t)
         console.print(f"[{n}/{len(scenarios)}] {scenario.id}", end="\r")
     console.print()
-    return inject, recover, time.perf_counter() - started, mitigated_before
+    return inject, recover, time.perf_counter() - started, passing_while_faulted
 
 
 def _chart(inject: dict[str, list[float]], recover: dict[str, list[float]]) -> Path | None:
@@ -130,7 +130,7 @@ def main() -> None:
         "scenarios": len(all_inject),
         "peak_memory_mib": round(peak, 0),
         "rss_end_mib": round(rss_now, 0),
-        "faults_not_visible_to_check": leaked,
+        "checks_passing_while_faulted": leaked,
     }
     chart = _chart(inject, recover)
     console.print(

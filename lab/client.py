@@ -87,8 +87,9 @@ def start_detached(argv: list[str], state_dir: Path, *, timeout_s: float = 180.0
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / STATE_FILE).unlink(missing_ok=True)
     log = (state_dir / "lab.log").open("ab")
+    # -P: a `lab/` folder in the working directory must not shadow the package.
     proc = subprocess.Popen(
-        [sys.executable, *argv],
+        [sys.executable, "-P", *argv],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
