@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -21,11 +20,8 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from support.lab import LabThread  # noqa: E402
-
-from lab.scenarios.loader import load_catalog  # noqa: E402
+from lab.scenarios.loader import load_catalog
+from tests.support.lab import LabThread
 
 OUT = Path("var/bench")
 console = Console()
@@ -80,10 +76,15 @@ def _chart(inject: dict[str, list[float]], recover: dict[str, list[float]]) -> P
     families = sorted(inject)
     y = range(len(families))
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(families) + 1.2))
-    ax.barh([i - 0.2 for i in y], [statistics.median(inject[f]) for f in families], 0.4,
-            label="inject")
-    ax.barh([i + 0.2 for i in y], [statistics.median(recover[f]) for f in families], 0.4,
-            label="recover (until Ready)")
+    ax.barh(
+        [i - 0.2 for i in y], [statistics.median(inject[f]) for f in families], 0.4, label="inject"
+    )
+    ax.barh(
+        [i + 0.2 for i in y],
+        [statistics.median(recover[f]) for f in families],
+        0.4,
+        label="recover (until Ready)",
+    )
     ax.set_yticks(list(y), families)
     ax.set_xscale("log")
     ax.set_xlabel("seconds (median per family, log scale)")
@@ -109,8 +110,9 @@ def main() -> None:
         control = handle.lab._control
         pids = [os.getpid(), *(control.pids.values() if control else [])]
         peak = _peak_mib(pids)
-        rss_now = sum(psutil.Process(p).memory_info().rss for p in pids
-                      if psutil.pid_exists(p)) / 2**20
+        rss_now = (
+            sum(psutil.Process(p).memory_info().rss for p in pids if psutil.pid_exists(p)) / 2**20
+        )
     finally:
         handle.stop()
     all_inject = [v for vs in inject.values() for v in vs]
@@ -119,8 +121,12 @@ def main() -> None:
     for column in ("family", "n", "inject", "recover"):
         table.add_column(column)
     for family in sorted(inject):
-        table.add_row(family, str(len(inject[family])), f"{statistics.median(inject[family]):.2f}",
-                      f"{statistics.median(recover[family]):.2f}")
+        table.add_row(
+            family,
+            str(len(inject[family])),
+            f"{statistics.median(inject[family]):.2f}",
+            f"{statistics.median(recover[family]):.2f}",
+        )
     console.print(table)
     figures = {
         "cold_start_to_ready_s": round(cold, 2),
