@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from aoi.commands import db, lab
+from aoi.commands import db, investigate, lab
 from aoi.errors import SettingsError
 from lab.errors import LabError
 from store.errors import StoreError
@@ -36,6 +36,8 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(lab.app, name="lab")
+app.command(name="investigate")(investigate.investigate)
+app.command(name="run")(investigate.run)
 
 
 def _version() -> str:

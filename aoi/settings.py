@@ -85,13 +85,21 @@ class Settings(BaseSettings):
     )
     model_name: str = Field("", description="Model name to request from an HTTP model backend.")
     model_threads: int = Field(
-        0, ge=0, description="CPU threads for the embedded/GGUF model; 0 = one per core."
+        1,
+        ge=0,
+        description="CPU threads for the embedded/GGUF model; 0 = one per core "
+        "(one is fastest for the 135M embedded model on 2 cores).",
     )
     model_timeout_s: float = Field(
         120.0, gt=0, description="Seconds to wait for one model answer before giving up."
     )
     cluster: str = Field(
         "lab", description="'lab' (the built-in incident lab) or the path of a kubeconfig file."
+    )
+    executor_kubeconfig: Path | None = Field(
+        None,
+        description="Kubeconfig of the executor identity that runs approved actions; "
+        "empty = the lab's (never the observer's).",
     )
     prometheus_url: str = Field("", description="Prometheus HTTP API base URL; empty = the lab's.")
     jaeger_url: str = Field("", description="Jaeger query API base URL; empty = the lab's.")

@@ -1,0 +1,110 @@
+"""The investigation's event stream: the one interface every front end consumes.
+
+The Slack bot, the console and the benchmark all read the same typed events
+from ``investigate(...)``; none of them reaches into the runtime. Events carry
+already-redacted text, so a front end can show them as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class Event(BaseModel):
+    kind: str
+    incident_id: int
+    step: int = 0
+
+
+class Started(Event):
+    kind: Literal["started"] = "started"
+    question: str
+    model: str
+
+
+class Plan(Event):
+    kind: Literal["plan"] = "plan"
+    phase: str
+    summary: str
+    next_action: str
+    instruction: str
+
+
+class ProbeCall(Event):
+    kind: Literal["probe_call"] = "probe_call"
+    invocation: str
+
+
+class ProbeResult(Event):
+    kind: Literal["probe_result"] = "probe_result"
+    invocation: str
+    status: str
+    summary: str
+
+
+class FindingEvent(Event):
+    kind: Literal["finding"] = "finding"
+    analyzer: str
+    severity: str
+    component: str
+    summary: str
+    evidence: list[str] = Field(default_factory=list)
+
+
+class Hypothesis(Event):
+    kind: Literal["hypothesis"] = "hypothesis"
+    hypotheses: list[str]
+    confidence: int
+
+
+class DiagnosisEvent(Event):
+    kind: Literal["diagnosis"] = "diagnosis"
+    detected: bool
+    components: list[str]
+    namespace: str | None = None
+    system_level: str | None = None
+    fault_type: str | None = None
+    confidence: int
+    summary: str
+    source: Literal["model", "analyzers", "model+analyzers"]
+
+
+class ProposalEvent(Event):
+    kind: Literal["proposal"] = "proposal"
+    proposal_id: int
+    action: str
+    target: str
+    expected_effect: str
+    expires_at: str
+    command: str
+
+
+class ErrorEvent(Event):
+    kind: Literal["error"] = "error"
+    message: str
+
+
+class Finished(Event):
+    kind: Literal["finished"] = "finished"
+    status: str
+    steps: int
+    tokens_in: int
+    tokens_out: int
+    seconds: float
+    result: dict[str, Any] = Field(default_factory=dict)
+
+
+AnyEvent = (
+    Started
+    | Plan
+    | ProbeCall
+    | ProbeResult
+    | FindingEvent
+    | Hypothesis
+    | DiagnosisEvent
+    | ProposalEvent
+    | ErrorEvent
+    | Finished
+)

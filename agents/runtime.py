@@ -1,0 +1,384 @@
+"""The AOI loop: observe, reason, act — as an async stream of events.
+
+``investigate`` runs the deterministic analyzers first (triage, and the answer
+when no model is configured), then lets the Observer decide step by step:
+probe (read-only tools), executor (a proposal, never an execution) or submit.
+The final diagnosis merges the Observer's answer with the analyzers' ranking,
+because a small local model is weak on its own and evidence must carry it.
+Every step is stored as it happens; the stream ends with ``Finished``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client
+from sqlalchemy.engine import Engine
+
+from agents.analyzers.rank import Diagnosis, diagnose
+from agents.analyzers.runner import analyze
+from agents.compressor import compress
+from agents.decision import (
+    DECISION_MAX_TOKENS,
+    DECISION_SCHEMA,
+    SUBMIT_SCHEMA,
+    Decision,
+    DecisionError,
+    parse_decision,
+    repair_prompt,
+)
+from agents.events import (
+    AnyEvent,
+    DiagnosisEvent,
+    ErrorEvent,
+    FindingEvent,
+    Finished,
+    Hypothesis,
+    Plan,
+    ProbeCall,
+    ProbeResult,
+    ProposalEvent,
+    Started,
+)
+from agents.executor import ActionSpec, parse_action, propose
+from agents.llm import ChatModel, ModelError, Usage
+from agents.probe import Probe
+from agents.prompts import observer_messages, prompt_hash
+from agents.redact import redact
+from agents.trajectory import IncidentContext, Trajectory, retrieve_guidance
+from store.models import IncidentStatus, StepPhase
+
+OBSERVATION_TOKENS = 600
+
+
+@dataclass(frozen=True)
+class ClusterAccess:
+    """How the runtime reads a cluster: the observer identity and the telemetry APIs."""
+
+    api: client.ApiClient
+    prometheus_url: str | None = None
+    jaeger_url: str | None = None
+    namespaces: Sequence[str] | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_steps: int = 6
+    probe_calls: int = 3
+    proposal_ttl_s: int = 900
+
+
+@dataclass
+class _Run:
+    """Mutable state of one investigation."""
+
+    trajectory: Trajectory
+    usage: Usage = field(default_factory=Usage)
+    history: list[Decision] = field(default_factory=list)
+    proposals: list[int] = field(default_factory=list)
+    observation: str = ""
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def incident_id(self) -> int:
+        return self.trajectory.incident_id
+
+
+async def investigate(
+    ctx: IncidentContext,
+    *,
+    engine: Engine,
+    cluster: ClusterAccess,
+    model: ChatModel | None,
+    limits: Limits = Limits(),
+) -> AsyncIterator[AnyEvent]:
+    """Investigate ``ctx.question`` read-only; yields events until ``Finished``.
+
+    >>> async for event in investigate(IncidentContext(question="checkout is slow"),
+    ...                                engine=engine, cluster=access, model=None):
+    ...     print(event.kind)
+    """
+    run = _Run(Trajectory(engine))
+    await run.trajectory.open(ctx)
+    yield Started(
+        incident_id=run.incident_id,
+        question=redact(ctx.question),
+        model=model.name if model else "analyzers",
+    )
+    status = IncidentStatus.FAILED
+    summary: dict[str, Any] | None = None
+    try:
+        triage = await _triage(run, cluster)
+        for event in triage.events:
+            yield event
+        decision: Decision | None = None
+        if model is not None:
+            async for item in _observe_loop(run, ctx, engine, cluster, model, limits):
+                if isinstance(item, Decision):
+                    decision = item
+                else:
+                    yield item
+        final = _merge(decision, triage.diagnosis, run.incident_id)
+        summary = final.model_dump(mode="json")
+        yield final
+        if not run.proposals and triage.diagnosis.mitigation is not None:
+            proposed = await _propose(
+                run, engine, cluster, triage.diagnosis.mitigation, ctx, limits
+            )
+            if proposed is not None:
+                yield proposed
+        status = IncidentStatus.DIAGNOSED
+    finally:
+        await run.trajectory.close(status, summary)
+    yield Finished(
+        incident_id=run.incident_id,
+        status=status.value,
+        steps=run.trajectory.steps,
+        tokens_in=run.usage.tokens_in,
+        tokens_out=run.usage.tokens_out,
+        seconds=round(time.monotonic() - run.started, 2),
+        result={"diagnosis": summary, "proposals": run.proposals},
+    )
+
+
+@dataclass
+class _Triage:
+    diagnosis: Diagnosis
+    events: list[AnyEvent]
+
+
+async def _triage(run: _Run, cluster: ClusterAccess) -> _Triage:
+    """The analyzers over the whole cluster: the first observation, and the fallback answer."""
+    started = time.monotonic()
+    report = await analyze(
+        cluster.api,
+        namespaces=cluster.namespaces,
+        prometheus_url=cluster.prometheus_url,
+        jaeger_url=cluster.jaeger_url,
+    )
+    diagnosis = diagnose(report.findings)
+    lines = [f"[{f.severity}] {f.component}: {f.summary}" for f in diagnosis.findings[:8]]
+    lines += [f"analyzer error: {e}" for e in report.errors]
+    observation = compress(
+        [("analyzers", "\n".join(lines) or "no problems found")], budget_tokens=OBSERVATION_TOKENS
+    )
+    run.observation = observation.text
+    await run.trajectory.step(
+        StepPhase.OBSERVE,
+        tool_calls=[{"tool": "analyzers", "findings": len(report.findings)}],
+        observation=observation.text,
+        latency_ms=int((time.monotonic() - started) * 1000),
+    )
+    events: list[AnyEvent] = [
+        FindingEvent(
+            incident_id=run.incident_id,
+            analyzer=f.analyzer,
+            severity=str(f.severity),
+            component=f.component,
+            summary=redact(f.summary),
+            evidence=[redact(e) for e in f.evidence[:3]],
+        )
+        for f in diagnosis.findings[:5]
+    ]
+    events += [ErrorEvent(incident_id=run.incident_id, message=redact(e)) for e in report.errors]
+    return _Triage(diagnosis, events)
+
+
+async def _observe_loop(
+    run: _Run,
+    ctx: IncidentContext,
+    engine: Engine,
+    cluster: ClusterAccess,
+    model: ChatModel,
+    limits: Limits,
+) -> AsyncIterator[AnyEvent | Decision]:
+    probe = Probe(
+        cluster.api,
+        prometheus_url=cluster.prometheus_url,
+        jaeger_url=cluster.jaeger_url,
+        max_calls=limits.probe_calls,
+    )
+    guidance = retrieve_guidance(engine, f"{ctx.question}\n{run.observation}")
+    for step in range(1, limits.max_steps + 1):
+        last = step == limits.max_steps
+        messages = observer_messages(
+            question=ctx.question,
+            history=run.history,
+            observation=run.observation,
+            guidance=guidance,
+            step=step,
+            max_steps=limits.max_steps,
+        )
+        try:
+            decision = await _decide(run, model, messages, last=last)
+        except (ModelError, DecisionError) as exc:
+            yield ErrorEvent(
+                incident_id=run.incident_id,
+                step=step,
+                message=f"the model failed ({exc}); answering from the analyzers",
+            )
+            return
+        run.history.append(decision)
+        yield Plan(
+            incident_id=run.incident_id,
+            step=step,
+            phase=decision.phase,
+            summary=redact(decision.summary),
+            next_action=decision.next_action.kind,
+            instruction=redact(decision.next_action.instruction),
+        )
+        yield Hypothesis(
+            incident_id=run.incident_id,
+            step=step,
+            hypotheses=[redact(h) for h in decision.hypotheses],
+            confidence=decision.confidence,
+        )
+        yield decision
+        kind = decision.next_action.kind
+        if kind == "submit":
+            return
+        if kind == "probe":
+            async for event in _probe(run, probe, decision.next_action.instruction, step):
+                yield event
+            continue
+        async for event in _act(run, engine, cluster, decision, ctx, limits, step):
+            yield event
+        return
+
+
+async def _decide(run: _Run, model: ChatModel, messages: list[Any], *, last: bool) -> Decision:
+    schema = SUBMIT_SCHEMA if last else DECISION_SCHEMA
+    started = time.monotonic()
+    completion = await model.complete(messages, schema=schema, max_tokens=DECISION_MAX_TOKENS)
+    run.usage.add(completion)
+    try:
+        decision = parse_decision(completion.text)
+    except DecisionError as exc:
+        completion = await model.complete(
+            repair_prompt(completion.text, error=exc), schema=schema, max_tokens=DECISION_MAX_TOKENS
+        )
+        run.usage.add(completion)
+        decision = parse_decision(completion.text)
+    await run.trajectory.step(
+        StepPhase.REASON,
+        prompt_hash=prompt_hash(messages),
+        decision=decision.model_dump(mode="json"),
+        tokens_in=completion.tokens_in,
+        tokens_out=completion.tokens_out,
+        latency_ms=int((time.monotonic() - started) * 1000),
+    )
+    return decision
+
+
+async def _probe(run: _Run, probe: Probe, instruction: str, step: int) -> AsyncIterator[AnyEvent]:
+    started = time.monotonic()
+    results = await probe.run(instruction)
+    sections = []
+    for result in results:
+        yield ProbeCall(incident_id=run.incident_id, step=step, invocation=result.invocation)
+        text = result.data if result.data else (result.error or "")
+        sections.append((result.invocation, text))
+        first = redact(text.strip().splitlines()[0] if text.strip() else "(no output)")
+        yield ProbeResult(
+            incident_id=run.incident_id,
+            step=step,
+            invocation=result.invocation,
+            status=str(result.status),
+            summary=first[:200],
+        )
+    observation = compress(sections, budget_tokens=OBSERVATION_TOKENS)
+    run.observation = observation.text
+    await run.trajectory.step(
+        StepPhase.OBSERVE,
+        tool_calls=[{"invocation": r.invocation, "status": str(r.status)} for r in results],
+        observation=observation.text,
+        latency_ms=int((time.monotonic() - started) * 1000),
+    )
+
+
+async def _act(
+    run: _Run,
+    engine: Engine,
+    cluster: ClusterAccess,
+    decision: Decision,
+    ctx: IncidentContext,
+    limits: Limits,
+    step: int,
+) -> AsyncIterator[AnyEvent]:
+    try:
+        spec = parse_action(decision.next_action.instruction)
+    except ValueError as exc:
+        run.observation = f"the executor could not read that action: {exc}"
+        yield ErrorEvent(incident_id=run.incident_id, step=step, message=redact(str(exc)))
+        return
+    event = await _propose(run, engine, cluster, spec, ctx, limits)
+    if event is not None:
+        yield event
+
+
+async def _propose(
+    run: _Run,
+    engine: Engine,
+    cluster: ClusterAccess,
+    spec: ActionSpec,
+    ctx: IncidentContext,
+    limits: Limits,
+) -> ProposalEvent | ErrorEvent | None:
+    try:
+        proposal = await propose(
+            engine,
+            incident_id=run.incident_id,
+            spec=spec,
+            requester=ctx.requester,
+            ttl_s=limits.proposal_ttl_s,
+            api=cluster.api,
+        )
+    except (ValueError, PermissionError) as exc:
+        return ErrorEvent(incident_id=run.incident_id, message=f"no proposal: {redact(str(exc))}")
+    assert proposal.id is not None
+    run.proposals.append(proposal.id)
+    await run.trajectory.step(
+        StepPhase.ACT, tool_calls=[{"proposal": proposal.id, "action": proposal.action}]
+    )
+    return ProposalEvent(
+        incident_id=run.incident_id,
+        proposal_id=proposal.id,
+        action=proposal.action,
+        target=f"{proposal.target_kind}/{proposal.target_namespace}/{proposal.target_name}",
+        expected_effect=proposal.expected_effect,
+        expires_at=proposal.expires_at.isoformat(),
+        command=spec.describe(),
+    )
+
+
+def _merge(decision: Decision | None, analysis: Diagnosis, incident: int) -> DiagnosisEvent:
+    """The Observer's answer, checked against the analyzers' evidence."""
+    if decision is None or (analysis.detected and decision.confidence <= analysis.confidence):
+        return DiagnosisEvent(
+            incident_id=incident,
+            detected=analysis.detected,
+            components=analysis.components,
+            namespace=analysis.namespace,
+            system_level=analysis.system_level,
+            fault_type=analysis.fault_type,
+            confidence=analysis.confidence,
+            summary=redact(analysis.summary),
+            source="analyzers",
+        )
+    rc = decision.root_cause
+    agrees = rc.component in analysis.components
+    components = analysis.components if agrees else [rc.component, *analysis.components][:3]
+    return DiagnosisEvent(
+        incident_id=incident,
+        detected=decision.root_cause.component.lower() not in ("", "none"),
+        components=components,
+        namespace=analysis.namespace,
+        system_level=rc.system_level if rc.system_level != "Unknown" else analysis.system_level,
+        fault_type=rc.fault_type if rc.fault_type != "Unknown" else analysis.fault_type,
+        confidence=decision.confidence,
+        summary=redact(decision.summary),
+        source="model+analyzers" if agrees else "model",
+    )
