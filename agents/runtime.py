@@ -330,8 +330,8 @@ async def _propose(
     try:
         proposal = await propose(
             engine,
-            incident_id=run.incident_id,
-            spec=spec,
+            run.incident_id,
+            spec,
             requester=ctx.requester,
             ttl_s=limits.proposal_ttl_s,
             api=cluster.api,

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from store.db import session_scope
 from store.models import Guidance, Incident, IncidentStatus, Step, StepPhase
@@ -113,8 +113,8 @@ class Trajectory:
             values["closed_at"] = now
         with session_scope(self.engine) as session:
             session.execute(
-                sa.update(Incident).where(Incident.id == self.incident_id).values(**values)
-            )  # type: ignore[arg-type]
+                sa.update(Incident).where(col(Incident.id) == self.incident_id).values(**values)
+            )
 
 
 def _words(text: str) -> set[str]:

@@ -166,8 +166,12 @@ async def _decide(
     if not won:
         return record | {"state": "NOT_APPROVED", "detail": "already decided or expired"}
     result = await execute(wiring.engine, event.proposal_id, wiring.executor_api)
-    console.print(f"  proposal #{event.proposal_id}: {result.state} — {result.detail}")
-    return record | {"state": str(result.state), "detail": result.detail}
+    console.print(f"  proposal #{event.proposal_id}: {result.state} — {result.message}")
+    return record | {
+        "state": str(result.state),
+        "detail": result.message,
+        "verified": result.verified,
+    }
 
 
 def _whoami() -> str:

@@ -153,7 +153,7 @@ def test_scripted_loop_probes_proposes_and_an_approval_fixes_the_fault(
     assert replicas(admin, SOCIAL, "user-service") == 0, "nothing runs before approval"
     assert proposal_store.approve(engine, proposal.proposal_id, approver="U-oncall")
     result = asyncio.run(execute(engine, proposal.proposal_id, executor))
-    assert str(result.state) == "DONE", result.detail
+    assert str(result.state) == "DONE", result.message
     scenario = scenario_from_cli("scale_to_zero", "user-service", {})
     deadline = time.monotonic() + 30
     verdict = clean_lab.run(clean_lab.lab.check(scenario))
