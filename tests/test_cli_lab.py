@@ -25,10 +25,12 @@ def _env(state_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def aoi(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120
-        ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*AOI, *args], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+def aoi(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*AOI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -67,9 +69,13 @@ def test_user_scenarios_dir_adds_scenarios(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "drill.yaml").write_text(
         "id: our-geo-outage\ntask_type: localization\napp: hotel-reservation\n"
-        "faults:\n  - family: scale_to_zero\n    target: geo\n")
-    result = aoi(["lab", "scenarios", "--json", "--scenarios-dir", str(folder)],
-                 _env(tmp_path / "state"), tmp_path)
+        "faults:\n  - family: scale_to_zero\n    target: geo\n"
+    )
+    result = aoi(
+        ["lab", "scenarios", "--json", "--scenarios-dir", str(folder)],
+        _env(tmp_path / "state"),
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "our-geo-outage" in {row["id"] for row in json.loads(result.stdout)}
 
@@ -79,9 +85,11 @@ def test_malformed_user_scenario_names_file_and_line(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "bad.yaml").write_text(
         "id: bad-one\ntask_type: localization\napp: hotel-reservation\n"
-        "faults:\n  - family: no_such_family\n    target: geo\n")
-    result = aoi(["lab", "scenarios", "--scenarios-dir", str(folder)],
-                 _env(tmp_path / "state"), tmp_path)
+        "faults:\n  - family: no_such_family\n    target: geo\n"
+    )
+    result = aoi(
+        ["lab", "scenarios", "--scenarios-dir", str(folder)], _env(tmp_path / "state"), tmp_path
+    )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "bad.yaml:5" in result.stderr
@@ -89,8 +97,11 @@ def test_malformed_user_scenario_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_unknown_scenario_is_a_clear_error(tmp_path: Path) -> None:
-    result = aoi(["lab", "inject", "k8s_target_port-misconfig-mitigaton-1"],
-                 _env(tmp_path / "state"), tmp_path)
+    result = aoi(
+        ["lab", "inject", "k8s_target_port-misconfig-mitigaton-1"],
+        _env(tmp_path / "state"),
+        tmp_path,
+    )
     line = _one_error_line(result)
     assert "k8s_target_port-misconfig-mitigation-1" in line
 
@@ -112,8 +123,9 @@ def test_a_port_in_use_is_named(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        line = _one_error_line(aoi(["lab", "up", "--api-port", str(port)],
-                                   _env(tmp_path / "state"), tmp_path))
+        line = _one_error_line(
+            aoi(["lab", "up", "--api-port", str(port)], _env(tmp_path / "state"), tmp_path)
+        )
     assert f"port {port}" in line
     assert "in use" in line
 
@@ -136,8 +148,10 @@ def test_detached_lab_lifecycle(running_lab: tuple[dict[str, str], Path]) -> Non
     adhoc = aoi(["lab", "inject", "--fault", "scale_to_zero", "--target", "geo"], env, cwd)
     assert adhoc.returncode == 0, adhoc.stderr
     status = json.loads(aoi(["lab", "status", "--json"], env, cwd).stdout)
-    assert {f["family"] for f in status["active_faults"]} == {"target_port_misconfig",
-                                                               "scale_to_zero"}
+    assert {f["family"] for f in status["active_faults"]} == {
+        "target_port_misconfig",
+        "scale_to_zero",
+    }
 
     assert aoi(["lab", "recover"], env, cwd).returncode == 0
     deadline = time.monotonic() + 30
