@@ -44,8 +44,21 @@ class ObjectStore:
         for obj in objs:
             self.create(obj)
 
-    def restore(self, obj: Mapping[str, Any]) -> None:
-        """Replace the live object with the baseline definition (kept immutable fields)."""
+    def restore(self, obj: Mapping[str, Any], *, attempts: int = 5) -> None:
+        """Replace the live object with the baseline definition (kept immutable fields).
+
+        Controllers update status between our read and our write, so a conflict
+        is retried with a fresh resourceVersion, as `kubectl replace` users do.
+        """
+        for attempt in range(attempts):
+            try:
+                self._restore_once(obj)
+                return
+            except ApiException as exc:
+                if exc.status != 409 or attempt == attempts - 1:
+                    raise
+
+    def _restore_once(self, obj: Mapping[str, Any]) -> None:
         resource = self._resource(obj)
         name = obj["metadata"]["name"]
         try:
@@ -55,14 +68,14 @@ class ObjectStore:
                 raise
             resource.create(body=dict(obj), namespace=_ns(obj))
             return
+        if obj["kind"] in ("PersistentVolumeClaim", "PersistentVolume"):
+            return
         body = copy.deepcopy(dict(obj))
         body["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
         if obj["kind"] == "Service":
             for key in ("clusterIP", "clusterIPs"):
                 if key in live["spec"]:
                     body["spec"][key] = live["spec"][key]
-        if obj["kind"] in ("PersistentVolumeClaim", "PersistentVolume"):
-            return
         resource.replace(body=body, namespace=_ns(obj))
 
     def delete(self, obj: Mapping[str, Any]) -> None:

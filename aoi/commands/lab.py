@@ -43,6 +43,11 @@ def registry(settings: Settings, extra: Path | None) -> Registry:
     return load_catalog(dirs)
 
 
+def _lab(settings: Settings | None = None) -> LabClient:
+    """The running lab of the configured state folder."""
+    return LabClient.connect((settings or load_settings()).lab_state_dir.resolve())
+
+
 def _print_endpoints(state: LabState) -> None:
     table = Table(title=f"AOI lab ready in {state.ready_s:.1f}s (pid {state.pid})")
     table.add_column("endpoint")
@@ -102,7 +107,7 @@ def up(
 def down() -> None:
     """Stop the running lab."""
     settings = load_settings()
-    client = LabClient.connect(settings.lab_state_dir.resolve())
+    client = _lab(settings)
     client.shutdown()
     console.print(f"lab (pid {client.state.pid}) stopped")
 
@@ -168,7 +173,7 @@ def inject(
     if scenario_id:
         scenario = registry(settings, scenarios_dir).get(scenario_id)
         body = {"resolved": scenario.model_dump(mode="json")}
-    result = LabClient.connect(settings.lab_state_dir.resolve()).inject(body)
+    result = _lab(settings).inject(body)
     if as_json:
         typer.echo(json.dumps(result))
         return
@@ -179,7 +184,7 @@ def inject(
 @app.command()
 def recover(as_json: JsonOpt = False) -> None:
     """Undo every active fault."""
-    result = LabClient.connect(load_settings().lab_state_dir.resolve()).recover()
+    result = _lab().recover()
     if as_json:
         typer.echo(json.dumps(result))
         return
@@ -189,7 +194,7 @@ def recover(as_json: JsonOpt = False) -> None:
 @app.command()
 def status(as_json: JsonOpt = False) -> None:
     """Health per service and the active faults."""
-    result = LabClient.connect(load_settings().lab_state_dir.resolve()).status()
+    result = _lab().status()
     if as_json:
         typer.echo(json.dumps(result))
         return
@@ -235,7 +240,7 @@ def check(
     """Run the scenario's mitigation check against live state (exit 1 if not mitigated)."""
     settings = load_settings()
     scenario = registry(settings, scenarios_dir).get(scenario_id)
-    result = LabClient.connect(settings.lab_state_dir.resolve()).check(
+    result = _lab(settings).check(
         {"resolved": scenario.model_dump(mode="json")}
     )
     if as_json:
