@@ -304,3 +304,32 @@ def test_injections_and_secrets_in_cluster_text_never_act_or_leak(
     seen = "\n".join(texts + stored)
     for secret in SECRETS:
         assert secret not in seen, f"secret leaked: {secret[:6]}…"
+
+
+def test_evolver_guidance_joins_the_observer_prompt(
+    lab: LabThread, engine: Engine, access: ClusterAccess
+) -> None:
+    from store.models import Guidance
+
+    with session_scope(engine) as session:
+        session.add(
+            Guidance(
+                symptom="search errors geo not authorized mongodb",
+                guidance="When clients report 'not authorized', blame the "
+                "database whose role was revoked, not the client.",
+            )
+        )
+        session.add(
+            Guidance(
+                symptom="payment checkout card declined",
+                guidance="Unrelated advice about payments.",
+            )
+        )
+    model = ScriptedModel([decision("submit", "mongodb-geo", "mongodb-geo")])
+    collect(engine, access, model, question="search errors: geo says not authorized")
+    prompt = json.dumps(model.prompts[0])
+    assert "blame the database whose role was revoked" in prompt
+    assert "Unrelated advice" not in prompt
+    with session_scope(engine) as session:
+        used = {g.guidance[:10]: g.usage_count for g in session.exec(select(Guidance))}
+    assert used["When clien"] == 1
