@@ -1,0 +1,1 @@
+"""The Slack front end (slack-bolt, async): its issue comes after the agent runtime."""

@@ -1,0 +1,1 @@
+"""GRPO training and the Evolver over stored trajectories: their issue comes later."""
