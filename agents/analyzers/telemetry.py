@@ -37,8 +37,8 @@ ERROR_RATIO = 0.05
 MIN_RPS = 0.05
 LATENCY_FLOOR_MS = 50.0
 LATENCY_FACTOR = 4.0
-THROTTLED = 0.25
-MEMORY_SHARE = 0.9
+THROTTLED = 0.2
+MEMORY_SHARE = 0.95
 KAFKA_LAG = 500.0
 NEIGHBOUR_AGE = timedelta(minutes=30)
 
@@ -53,6 +53,8 @@ class Telemetry:
     throttled: dict[str, float] = field(default_factory=dict)
     memory: dict[str, tuple[float, float | None]] = field(default_factory=dict)
     lag: list[Sample] = field(default_factory=list)
+    lag_before: dict[tuple[str, str], float] = field(default_factory=dict)
+    """(group, topic) → lag one window earlier: a lag that drains is recovery, not an incident."""
 
 
 async def read_telemetry(prom: PrometheusClient, namespace: str, window: str) -> Telemetry:
@@ -64,7 +66,12 @@ async def read_telemetry(prom: PrometheusClient, namespace: str, window: str) ->
         throttled={c: v for (_, c), v in (await throttling(prom, namespace, window)).items()},
         memory={c: v for (_, c), v in (await memory_vs_limit(prom, namespace)).items()},
         lag=await kafka_lag(prom, namespace),
+        lag_before={_group(s): s.value for s in await kafka_lag(prom, namespace, offset=window)},
     )
+
+
+def _group(sample: Sample) -> tuple[str, str]:
+    return sample.labels.get("consumergroup", ""), sample.labels.get("topic", "")
 
 
 def _finding(
@@ -192,54 +199,39 @@ def latency_outliers(snap: Snapshot, data: Telemetry) -> list[Finding]:
 def throttled_containers(snap: Snapshot, data: Telemetry) -> list[Finding]:
     findings = []
     for container, share in data.throttled.items():
-        if share < THROTTLED:
-            continue
         dep = snap.by_name(snap.deployments, container)
-        fault, fix, why = _throttle_cause(snap, dep) if dep else (None, None, "")
-        evidence = [f"{100 * share:.0f}% of CPU periods throttled", *([why] if why else [])]
-        summary = f"{container} is CPU-throttled ({100 * share:.0f}% of periods)" + (
-            f": {why}" if why else ""
-        )
-        findings.append(
-            _finding(
-                snap,
-                container,
-                "cpu_throttling",
-                summary,
-                evidence,
-                fault=fault,
-                fix=fix,
-                score=0.7,
-            )
-        )
+        if share < THROTTLED or dep is None:
+            continue
+        fault, fix, why, score = _throttle_cause(snap, dep)
+        evidence = [f"{100 * share:.0f}% of CPU periods throttled", why]
+        summary = f"{container} is CPU-throttled ({100 * share:.0f}% of periods): {why}"
+        found = _finding(snap, container, "cpu_throttling", summary, evidence, fault=fault, fix=fix)
+        findings.append(found.model_copy(update={"score": score}))
     return findings
 
 
-def _throttle_cause(snap: Snapshot, dep: Obj) -> tuple[Fault, ActionSpec | None, str]:
+def _throttle_cause(snap: Snapshot, dep: Obj) -> tuple[Fault, ActionSpec | None, str, float]:
+    """(fault, fix, why, score): a lowered limit or a new neighbour explain it best; otherwise
+    the code (or its load) burns CPU, which is weaker evidence of a root cause."""
     current, previous = history(snap, dep)
     now_limit = _cpu_limit(pod_spec(current))
     before = _cpu_limit(pod_spec(previous)) if previous else None
     name = dep["metadata"]["name"]
     if before and now_limit and _millis(now_limit) < _millis(before):
         fix = SetResources(namespace=snap.namespace, name=name, limits={"cpu": before})
-        return (
-            ("Virtualization", "Misconfiguration"),
-            fix,
-            f"its CPU limit was lowered from {before} to {now_limit}",
-        )
+        why = f"its CPU limit was lowered from {before} to {now_limit}"
+        return ("Virtualization", "Misconfiguration"), fix, why, 0.7
     neighbour = _new_neighbour(snap, dep)
     if neighbour:
-        fix2 = ScaleNeighbour(namespace=snap.namespace, name=neighbour, replicas=0)
+        move = ScaleNeighbour(namespace=snap.namespace, name=neighbour, replicas=0)
         return (
             ("Virtualization", "Dependency Problem"),
-            fix2,
+            move,
             f"new workload {neighbour} shares its node",
+            0.7,
         )
-    return (
-        ("Application", "Code Defect"),
-        None,
-        "its limit did not change and no new neighbour: the code burns CPU",
-    )
+    why = "its limit did not change and no new neighbour: the code (or its load) burns CPU"
+    return ("Application", "Code Defect"), None, why, 0.6
 
 
 def _cpu_limit(spec: Obj) -> str | None:
@@ -281,23 +273,18 @@ def memory_pressure(snap: Snapshot, data: Telemetry) -> list[Finding]:
             namespace=snap.namespace, name=container, limits={"memory": f"{2 * mib}Mi"}
         )
         summary = f"{container} uses {100 * used / limit:.0f}% of its {mib}Mi memory limit"
-        findings.append(
-            _finding(
-                snap,
-                container,
-                "memory",
-                summary,
-                [summary],
-                fault=("Virtualization", "Misconfiguration"),
-                fix=fix,
-                score=0.6,
-            )
-        )
+        found = _finding(snap, container, "memory", summary, [summary], fix=fix, score=0.4)
+        # Close to the limit is a risk, not an outage: OOM kills are the oom analyzer's.
+        findings.append(found.model_copy(update={"severity": Severity.INFO}))
     return findings
 
 
 def consumer_lag(snap: Snapshot, data: Telemetry) -> list[Finding]:
-    lagging = [s for s in data.lag if s.value >= KAFKA_LAG]
+    lagging = [
+        s
+        for s in data.lag
+        if s.value >= KAFKA_LAG and s.value > 1.1 * data.lag_before.get(_group(s), 0.0)
+    ]
     broker = next((n for n in sorted(snap.service_names) if "kafka" in n), None)
     if not lagging or broker is None:
         return []
@@ -315,6 +302,6 @@ def consumer_lag(snap: Snapshot, data: Telemetry) -> list[Finding]:
             summary,
             evidence,
             fault=("Application", "Dependency Problem"),
-            score=0.65,
+            score=0.75,
         )
     ]

@@ -25,7 +25,8 @@ PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"
 CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
 RECENT = timedelta(minutes=15)
 CHURN_WINDOW = timedelta(minutes=3)
-CHURN_PODS = 3
+CHURN_PODS = 2
+CHURN_ONGOING = timedelta(seconds=30)
 _PROBE_PORT = re.compile(r"(Liveness|Readiness|Startup) probe failed: .*?:(\d+)\b")
 
 
@@ -274,56 +275,40 @@ def _unscheduled(pod: Obj) -> str | None:
     return None
 
 
+def _scheduling_messages(snap: Snapshot, pending: list[Obj]) -> list[str]:
+    messages = {_unscheduled(p) or "" for p in pending}
+    for pod in pending:
+        events = snap.events_for("Pod", pod["metadata"]["name"])
+        messages |= {
+            str(e.get("message", "")) for e in events if e.get("reason") == "FailedScheduling"
+        }
+    return sorted(m for m in messages if m)
+
+
 def _scheduling_finding(snap: Snapshot, dep: Obj, pending: list[Obj]) -> Finding:
     name = dep["metadata"]["name"]
-    messages = [_unscheduled(p) or "" for p in pending]
-    for pod in pending:
-        messages += [
-            str(e.get("message", ""))
-            for e in snap.events_for("Pod", pod["metadata"]["name"])
-            if e.get("reason") == "FailedScheduling"
-        ]
-    selector = ((dep.get("spec") or {}).get("template") or {}).get("spec", {}).get(
-        "nodeSelector"
-    ) or {}
-    missing = _unmatched_selector(snap, selector)
-    evidence = [f"pod {p['metadata']['name']} is Pending" for p in pending] + sorted(set(messages))[
-        :3
-    ]
+    messages = _scheduling_messages(snap, pending)
+    template = ((dep.get("spec") or {}).get("template") or {}).get("spec") or {}
+    missing = _unmatched_selector(snap, template.get("nodeSelector") or {})
+    evidence = [f"pod {p['metadata']['name']} is Pending" for p in pending] + messages[:3]
     fix = _rollback_if_changed(snap, dep)
     if missing:
         evidence.append(f"nodeSelector {missing} matches none of {len(snap.cluster.nodes)} nodes")
         summary = (
             f"deployment {name}'s pods cannot be scheduled: nodeSelector {missing} matches no node"
         )
+        fault: Fault = ("Virtualization", "Dependency Problem")
         return _finding(
-            snap,
-            dep,
-            "scheduling",
-            summary,
-            evidence,
-            fault=("Virtualization", "Dependency Problem"),
-            fix=fix,
-            score=0.92,
+            snap, dep, "scheduling", summary, evidence, fault=fault, fix=fix, score=0.92
         )
     storage = any("PersistentVolumeClaim" in m for m in messages)
-    fault: Fault = (
-        ("Virtualization", "Network/Storage Issue")
-        if storage
-        else ("Virtualization", "Dependency Problem")
+    if storage:
+        fault = ("Virtualization", "Network/Storage Issue")
+    summary = (
+        f"deployment {name}'s pods cannot be scheduled: {messages[0] if messages else 'Pending'}"
     )
-    first = sorted(set(messages))[0] if messages else "Pending"
-    summary = f"deployment {name}'s pods cannot be scheduled: {first}"
-    return _finding(
-        snap,
-        dep,
-        "scheduling",
-        summary,
-        evidence,
-        fault=fault,
-        fix=fix,
-        score=0.6 if storage else 0.8,
-    )
+    score = 0.6 if storage else 0.8
+    return _finding(snap, dep, "scheduling", summary, evidence, fault=fault, fix=fix, score=score)
 
 
 def _unmatched_selector(snap: Snapshot, selector: dict[str, str]) -> str | None:
@@ -399,7 +384,11 @@ def _probe_finding(snap: Snapshot, dep: Obj, failures: dict[tuple[str, int], int
 
 
 def pod_churn(snap: Snapshot) -> list[Finding]:
-    """Pods of an unchanged ReplicaSet re-created again and again: something deletes them."""
+    """Pods of an unchanged ReplicaSet re-created again and again: something deletes them.
+
+    An alarm only while it goes on (a pod created in the last ``CHURN_ONGOING``); churn
+    that stopped is reported as context.
+    """
     findings = []
     for dep in snap.deployments:
         current, _ = history(snap, dep)
@@ -411,29 +400,30 @@ def pod_churn(snap: Snapshot) -> list[Finding]:
             if e.get("reason") == "SuccessfulCreate" and _within(snap, e, CHURN_WINDOW)
         ]
         if len(created) >= CHURN_PODS:
-            name = dep["metadata"]["name"]
-            evidence = [
-                f"ReplicaSet {current['metadata']['name']} created {len(created)} pods in the "
-                f"last {int(CHURN_WINDOW.total_seconds() // 60)}m for "
-                f"{dep['spec'].get('replicas', 1)} replica(s)",
-                *(str(e.get("message")) for e in created[-3:]),
-            ]
-            summary = (
-                f"deployment {name}'s pods keep being deleted and re-created "
-                "(its spec did not change)"
-            )
-            findings.append(
-                _finding(
-                    snap,
-                    dep,
-                    "pod_churn",
-                    summary,
-                    evidence,
-                    fault=("Virtualization", "Operation Error"),
-                    score=0.8,
-                )
-            )
+            findings.append(_churn_finding(snap, dep, current, created))
     return findings
+
+
+def _churn_finding(snap: Snapshot, dep: Obj, current: Obj, created: list[Obj]) -> Finding:
+    ongoing = any(_within(snap, e, CHURN_ONGOING) for e in created)
+    minutes, replicas = int(CHURN_WINDOW.total_seconds() // 60), dep["spec"].get("replicas", 1)
+    evidence = [
+        f"ReplicaSet {current['metadata']['name']} created {len(created)} pods in the last "
+        f"{minutes}m for {replicas} replica(s)",
+        *(str(e.get("message")) for e in created[-3:]),
+    ]
+    name = dep["metadata"]["name"]
+    summary = (
+        f"deployment {name}'s pods keep being deleted and re-created (its spec did not change)"
+    )
+    if not ongoing:
+        summary = f"deployment {name}'s pods were deleted and re-created repeatedly; it has stopped"
+    severity = Severity.CRITICAL if ongoing else Severity.INFO
+    fault: Fault = ("Virtualization", "Operation Error")
+    score = 0.8 if ongoing else 0.3
+    return _finding(
+        snap, dep, "pod_churn", summary, evidence, severity=severity, fault=fault, score=score
+    )
 
 
 def _older_than(snap: Snapshot, obj: Obj, age: timedelta) -> bool:

@@ -46,6 +46,10 @@ class _Action(BaseModel):
         """The kubectl command a person would type for the same change."""
         raise NotImplementedError
 
+    def describe(self) -> str:
+        """One line for people (Slack, the console): the equivalent kubectl command."""
+        return self.kubectl()
+
     def expected_effect(self) -> str:
         raise NotImplementedError
 

@@ -10,6 +10,7 @@ a one-liner any Prometheus answers, and lets the analyzers reuse the numbers.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -272,9 +273,14 @@ async def restarts(prom: PrometheusClient, namespace: str | None) -> dict[tuple[
     )
 
 
-async def kafka_lag(prom: PrometheusClient, namespace: str | None) -> list[Sample]:
+async def kafka_lag(
+    prom: PrometheusClient, namespace: str | None, offset: str | None = None
+) -> list[Sample]:
+    """Consumer-group lag now, or ``offset`` ago (``30s``) to see whether it grows."""
+    shift = f" offset {offset}" if offset else ""
+    selector = _selector(namespace)
     return await prom.query(
-        f"sum by (namespace, consumergroup, topic) (kafka_consumergroup_lag{_selector(namespace)})"
+        f"sum by (namespace, consumergroup, topic) (kafka_consumergroup_lag{selector}{shift})"
     )
 
 
@@ -378,9 +384,10 @@ async def _container_table(
         header, fmt = "RPS", "{:.2f}"
     else:
         values, header, fmt = await _per_container(prom, intent, namespace, window)
-    rows = [
-        [ns, name, fmt.format(v)] for (ns, name), v in sorted(values.items(), key=lambda i: -i[1])
-    ]
+    ordered = sorted(values.items(), key=lambda i: -i[1])
+    # Restart and throttling tables list only the containers that have any: zeros are noise.
+    keep_zero = intent not in ("restarts", "cpu_throttling")
+    rows = [[ns, name, fmt.format(v)] for (ns, name), v in ordered if keep_zero or v >= 0.5]
     return render_table(["NAMESPACE", "NAME", header], rows) if rows else ""
 
 
@@ -398,3 +405,52 @@ async def _per_container(
 
 def _mib(value: float | None) -> str:
     return f"{value / 1048576:.0f}Mi" if value is not None else ""
+
+
+# -- raw PromQL for the Observer ---------------------------------------------------------
+
+MAX_ROWS = 40
+
+
+def _labels_text(labels: Mapping[str, str]) -> str:
+    name = labels.get("__name__", "")
+    rest = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")
+    return f"{name}{{{rest}}}" if rest else name or "{}"
+
+
+async def promql_tool(
+    prom: PrometheusClient, promql: str, *, minutes: int | None = None
+) -> ToolResult:
+    """A PromQL query as a compact table: instant values, or min/avg/max/last over ``minutes``."""
+    invocation = f"promql {promql}" + (f" [last {minutes}m]" if minutes else "")
+    try:
+        rows = await (
+            _range_rows(prom, promql, minutes) if minutes else _instant_rows(prom, promql)
+        )
+    except Exception as exc:  # a tool never raises into the loop
+        return ToolResult.failure(invocation, _prom_error(exc, prom))
+    if not rows:
+        return ToolResult.no_data(invocation, "the query returned no series")
+    headers = ["SERIES", "MIN", "AVG", "MAX", "LAST"] if minutes else ["SERIES", "VALUE"]
+    more = f"({len(rows) - MAX_ROWS} more series not shown)\n" if len(rows) > MAX_ROWS else ""
+    return ToolResult.success(invocation, render_table(headers, rows[:MAX_ROWS]) + more)
+
+
+async def _instant_rows(prom: PrometheusClient, promql: str) -> list[list[str]]:
+    samples = sorted(
+        await prom.query(promql), key=lambda s: -abs(s.value) if not math.isnan(s.value) else 0
+    )
+    return [[_labels_text(s.labels), f"{s.value:.4g}"] for s in samples]
+
+
+async def _range_rows(prom: PrometheusClient, promql: str, minutes: int) -> list[list[str]]:
+    end = time.time()
+    step = max(minutes * 60 / 60, 1.0)
+    series = await prom.query_range(promql, start=end - minutes * 60, end=end, step_s=step)
+    rows = []
+    for labels, points in series:
+        values = [v for _, v in points if not math.isnan(v)]
+        if values:
+            stats = (min(values), sum(values) / len(values), max(values), values[-1])
+            rows.append([_labels_text(labels), *(f"{v:.4g}" for v in stats)])
+    return rows

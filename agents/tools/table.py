@@ -14,7 +14,7 @@ def render_table(
 ) -> str:
     """Columns padded to their widest cell; the last column is not padded."""
     text_rows = [[_cell(c) for c in row] for row in rows]
-    all_rows = text_rows if no_headers else [[h.upper() for h in headers], *text_rows]
+    all_rows = text_rows if no_headers else [list(headers), *text_rows]
     if not all_rows:
         return ""
     widths = [max(len(r[i]) for r in all_rows if i < len(r)) for i in range(len(headers))]

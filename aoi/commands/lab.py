@@ -240,9 +240,7 @@ def check(
     """Run the scenario's mitigation check against live state (exit 1 if not mitigated)."""
     settings = load_settings()
     scenario = registry(settings, scenarios_dir).get(scenario_id)
-    result = _lab(settings).check(
-        {"resolved": scenario.model_dump(mode="json")}
-    )
+    result = _lab(settings).check({"resolved": scenario.model_dump(mode="json")})
     if as_json:
         typer.echo(json.dumps(result))
     else:

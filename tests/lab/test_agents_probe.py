@@ -158,6 +158,12 @@ def test_probe_routes_instructions_to_tools(lab: LabThread, observer: client.Api
     assert analysis[0].meta["answers"]["detection"] in ("Yes", "No")
     command = asyncio.run(probe.run(f"kubectl get svc geo -n {HOTEL}"))
     assert command[0].status is ToolStatus.SUCCESS
+    query = (
+        f'sum by (destination_service_name) (rate(istio_requests_total{{namespace="{HOTEL}"}}[1m]))'
+    )
+    promql = asyncio.run(probe.run(query))
+    assert promql[0].status is ToolStatus.SUCCESS
+    assert 'destination_service_name="geo"' in promql[0].data
 
 
 def test_probe_caps_calls_refuses_repeats_and_never_raises(

@@ -1,0 +1,278 @@
+"""Propose, then (only once approved) execute: the Executor's two entry points.
+
+``propose`` records what would run and never runs it: the action, its target
+and the target's resourceVersion at that moment, the expected effect, the
+verification, who asked and when the offer expires. ``execute`` runs only an
+APPROVED proposal, and re-checks everything a human approved against:
+
+1. the proposal is APPROVED (not pending, rejected, done...);
+2. the approval is not past the offer's expiry, and the denylist still allows
+   the action (a tampered row is refused here);
+3. the target is unchanged since the proposal (resourceVersion) → else STALE;
+4. exactly one caller wins ``claim_for_execution`` (double clicks, replicas);
+5. it runs with the *executor* identity, then polls its verification, and the
+   proposal ends DONE or FAILED with the result.
+
+The store's state machine has no APPROVED→EXPIRED (or →REJECTED) move, so an
+approved proposal refused by step 2 is claimed and finished FAILED with the
+reason, without running; pending proposals past their expiry go EXPIRED via
+``store.proposals.expire``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection
+from datetime import timedelta
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.engine import Engine
+
+from agents.executor.actions import ActionSpec, action_from_json, action_to_json
+from agents.executor.apply import apply_action, read_target
+from agents.executor.denylist import check_spec
+from agents.executor.parse import ActionError
+from agents.executor.verify import DEFAULT_TIMEOUT_S, verify
+from agents.redact import redact
+from agents.tools.errors import describe_error
+from store.db import session_scope
+from store.models import Proposal, ProposalState
+from store.proposals import claim_for_execution, expire, finish, mark_stale
+from store.types import utcnow
+
+DEFAULT_TTL_S = 15 * 60
+
+
+class ExecutionResult(BaseModel):
+    """What ``execute`` did: whether anything ran, and the proposal's state afterwards."""
+
+    model_config = ConfigDict(frozen=True)
+
+    proposal_id: int
+    state: ProposalState | None
+    ran: bool = False
+    verified: bool | None = None
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+def authorize(approver: str, allowlist: Collection[str]) -> bool:
+    """Whether ``approver`` may approve actions (an empty allowlist allows nobody)."""
+    return bool(approver) and approver in set(allowlist)
+
+
+async def propose(
+    engine: Engine,
+    incident_id: int,
+    spec: ActionSpec,
+    *,
+    requester: str,
+    ttl_s: float = DEFAULT_TTL_S,
+    api: client.ApiClient,
+) -> Proposal:
+    """Record a PENDING proposal for ``spec``; nothing runs. Raises ``ActionError`` when the
+    action is denylisted or its target does not exist (read with ``api``, any identity)."""
+    denied = check_spec(spec)
+    if denied:
+        raise ActionError(denied, denied=True)
+    try:
+        target = await asyncio.to_thread(read_target, api, spec.target)
+    except Exception as exc:  # 404, 403 or no connection: no proposal without a snapshot
+        raise ActionError(f"cannot read {spec.target}: {describe_error(exc)}") from exc
+    proposal = Proposal(
+        incident_id=incident_id,
+        action=spec.action,
+        action_spec=action_to_json(spec),
+        target_kind=spec.target.kind,
+        target_namespace=spec.target.namespace,
+        target_name=spec.target.name,
+        target_resource_version=str(target["metadata"].get("resourceVersion") or ""),
+        expected_effect=spec.expected_effect(),
+        verification_query=spec.verification(),
+        requester=requester,
+        expires_at=utcnow() + timedelta(seconds=ttl_s),
+    )
+    return await asyncio.to_thread(_insert, engine, proposal)
+
+
+def _insert(engine: Engine, proposal: Proposal) -> Proposal:
+    with session_scope(engine) as session:
+        session.add(proposal)
+        session.flush()
+        session.refresh(proposal)
+    return proposal
+
+
+def _load(engine: Engine, proposal_id: int) -> Proposal | None:
+    with session_scope(engine) as session:
+        return session.get(Proposal, proposal_id)
+
+
+class _UnreachableError(RuntimeError):
+    """The target could not be read for a reason other than "it is gone"."""
+
+
+async def execute(
+    engine: Engine,
+    proposal_id: int,
+    executor_api: client.ApiClient,
+    *,
+    verify_timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> ExecutionResult:
+    """Run one APPROVED proposal with the executor identity; refuse everything else."""
+    proposal = await asyncio.to_thread(_load, engine, proposal_id)
+    refusal = await _precheck(engine, proposal_id, proposal)
+    if refusal is not None or proposal is None:
+        return refusal or _refused(proposal_id, None, "no such proposal")
+    try:
+        spec: ActionSpec | None = action_from_json(proposal.action_spec)
+    except ValidationError:
+        spec = None
+    policy = _policy_refusal(proposal, spec)
+    if policy is not None or spec is None:
+        return await _claim_and_refuse(engine, proposal_id, policy or "refused: not an action")
+    try:
+        stale = await _stale(engine, proposal, spec, executor_api)
+    except _UnreachableError as exc:
+        return _refused(proposal_id, proposal.state, f"{exc}; try again")
+    if stale is not None:
+        return stale
+    if not await asyncio.to_thread(claim_for_execution, engine, proposal_id):
+        return _refused(
+            proposal_id,
+            await _state(engine, proposal_id),
+            "another approval click or replica is already running it",
+        )
+    return await _run_claimed(engine, proposal, spec, executor_api, verify_timeout_s)
+
+
+async def _precheck(
+    engine: Engine, proposal_id: int, proposal: Proposal | None
+) -> ExecutionResult | None:
+    if proposal is None:
+        return _refused(proposal_id, None, "no such proposal")
+    if proposal.state is ProposalState.PENDING:
+        if proposal.expires_at <= utcnow():
+            await asyncio.to_thread(expire, engine)
+            return _refused(
+                proposal_id,
+                await _state(engine, proposal_id),
+                "it expired before anyone approved it",
+            )
+        return _refused(proposal_id, proposal.state, "it has not been approved")
+    if proposal.state is not ProposalState.APPROVED:
+        return _refused(proposal_id, proposal.state, f"it is {proposal.state}, not APPROVED")
+    return None
+
+
+def _policy_refusal(proposal: Proposal, spec: ActionSpec | None) -> str | None:
+    """Refusals that need no cluster read: an expired approval, the denylist."""
+    if proposal.expires_at <= utcnow():
+        return "refused: the approval came after the proposal expired; propose again"
+    denied = check_spec(spec) if spec is not None else None
+    return f"refused by the denylist: {denied}" if denied else None
+
+
+async def _claim_and_refuse(engine: Engine, proposal_id: int, why: str) -> ExecutionResult:
+    """APPROVED has no move to EXPIRED or REJECTED: claim it and finish FAILED, running nothing."""
+    if not await asyncio.to_thread(claim_for_execution, engine, proposal_id):
+        return _refused(proposal_id, await _state(engine, proposal_id), "someone else claimed it")
+    return await _finish(engine, proposal_id, ran=False, ok=False, message=why)
+
+
+async def _stale(
+    engine: Engine, proposal: Proposal, spec: ActionSpec, api: client.ApiClient
+) -> ExecutionResult | None:
+    """Mark the proposal STALE when its target changed (or vanished) since it was proposed."""
+    assert proposal.id is not None
+    observed = await _resource_version(spec, api)
+    if observed == proposal.target_resource_version:
+        return None
+    await asyncio.to_thread(mark_stale, engine, proposal.id, observed_resource_version=observed)
+    what = "disappeared" if observed is None else f"changed (resourceVersion {observed})"
+    target = f"{proposal.target_kind} {proposal.target_namespace}/{proposal.target_name}"
+    return _refused(
+        proposal.id,
+        await _state(engine, proposal.id),
+        f"its target {target} {what} since it was proposed: propose again",
+    )
+
+
+async def _resource_version(spec: ActionSpec, api: client.ApiClient) -> str | None:
+    """The target's resourceVersion, None when it is gone; else raises ``_UnreachableError``."""
+    try:
+        target = await asyncio.to_thread(read_target, api, spec.target)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise _UnreachableError(f"cannot read {spec.target}: {describe_error(exc)}") from exc
+    except Exception as exc:  # connection errors: the cluster, not the proposal, is the problem
+        raise _UnreachableError(f"cannot read {spec.target}: {describe_error(exc)}") from exc
+    return str(target["metadata"].get("resourceVersion") or "")
+
+
+async def _run_claimed(
+    engine: Engine, proposal: Proposal, spec: ActionSpec, api: client.ApiClient, timeout_s: float
+) -> ExecutionResult:
+    assert proposal.id is not None
+    try:
+        unchanged = await _resource_version(spec, api) == proposal.target_resource_version
+    except _UnreachableError:
+        unchanged = False
+    if not unchanged:
+        message = (
+            "refused: the target changed (or became unreadable) while the proposal was claimed"
+        )
+        return await _finish(engine, proposal.id, ran=False, ok=False, message=message)
+    try:
+        done = await asyncio.to_thread(apply_action, api, spec)
+    except Exception as exc:  # the API refused or failed: record it, never raise to the caller
+        message = f"failed: {describe_error(exc)}"
+        return await _finish(engine, proposal.id, ran=False, ok=False, message=message)
+    check = await verify(api, spec, done, timeout_s=timeout_s)
+    outcome = "verified" if check.ok else "ran but not verified"
+    details = {"applied": done, "verification": check.detail}
+    message = f"{spec.kubectl()}: {outcome}, {check.detail}"
+    return await _finish(
+        engine, proposal.id, ran=True, ok=check.ok, message=message, details=details
+    )
+
+
+async def _finish(
+    engine: Engine,
+    proposal_id: int,
+    *,
+    ran: bool,
+    ok: bool,
+    message: str,
+    details: dict[str, Any] | None = None,
+) -> ExecutionResult:
+    result = {
+        "ran": ran,
+        "verified": ok if ran else None,
+        "message": redact(message),
+        **(details or {}),
+    }
+    await asyncio.to_thread(finish, engine, proposal_id, succeeded=ok, result=result)
+    return ExecutionResult(
+        proposal_id=proposal_id,
+        state=await _state(engine, proposal_id),
+        ran=ran,
+        verified=ok if ran else None,
+        message=redact(message),
+        details=details or {},
+    )
+
+
+async def _state(engine: Engine, proposal_id: int) -> ProposalState | None:
+    found = await asyncio.to_thread(_load, engine, proposal_id)
+    return found.state if found is not None else None
+
+
+def _refused(proposal_id: int, state: ProposalState | None, why: str) -> ExecutionResult:
+    return ExecutionResult(
+        proposal_id=proposal_id, state=state, message=f"refused, nothing ran: {why}"
+    )

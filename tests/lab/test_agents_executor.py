@@ -1,0 +1,297 @@
+"""The Executor against the real lab: approved fixes really mitigate, nothing else ever runs.
+
+Each fix goes the whole way a Slack click would: a fault is injected, the
+action is parsed from the kubectl command an SRE would type (or taken from the
+analyzers' suggestion), proposed with the observer's snapshot, approved in the
+store, executed with the separate executor identity, verified, and finally
+judged by the lab's own fault-specific mitigation check. The refusals assert
+that the cluster object did not change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from sqlalchemy.engine import Engine
+from support.lab import LabThread
+
+from agents.analyzers import Diagnosis, analyze, diagnose
+from agents.executor import ActionSpec, execute, parse_action, propose
+from agents.executor.actions import PatchConfigMap, RolloutRestart, Scale
+from lab.apps import APPS
+from lab.scenarios import Scenario, load_catalog, scenario_from_cli
+from store.db import make_engine, session_scope
+from store.migrate import upgrade
+from store.models import Incident, Proposal, ProposalState
+from store.proposals import approve
+from store.types import utcnow
+
+HOTEL, SOCIAL, SHOP = "test-hotel-reservation", "test-social-network", "astronomy-shop"
+CATALOG = load_catalog()
+PORT_FIX = """'{"spec":{"ports":[{"port":9090,"targetPort":9090}]}}'"""
+PROFILE = (
+    """'{"spec":{"template":{"spec":{"containers":[{"name":"profile","command":["profile"]}]}}}}'"""
+)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    url = f"sqlite:///{tmp_path / 'aoi.db'}"
+    upgrade(url)
+    return make_engine(url)
+
+
+def _incident(engine: Engine) -> int:
+    with session_scope(engine) as session:
+        incident = Incident(question="lab incident")
+        session.add(incident)
+        session.flush()
+        assert incident.id is not None
+        return incident.id
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+def _broken(lab: LabThread, scenario: Scenario) -> bool:
+    return not lab.run(lab.lab.check(scenario)).mitigated
+
+
+def _flag_fix(observer: client.ApiClient, flag: str) -> PatchConfigMap:
+    cm = client.CoreV1Api(observer).read_namespaced_config_map("flagd-config", SHOP)
+    key, text = next(iter(cm.data.items()))
+    doc = json.loads(text)
+    doc["flags"][flag]["defaultVariant"] = "off"
+    return PatchConfigMap(
+        namespace=SHOP, name="flagd-config", data={key: json.dumps(doc, indent=2)}
+    )
+
+
+def _diagnosis(lab: LabThread, observer: client.ApiClient, namespace: str) -> Diagnosis:
+    ends = lab.lab.endpoints
+    assert ends is not None
+    report = asyncio.run(
+        analyze(observer, namespaces=[namespace], prometheus_url=ends.prometheus_url, window="15s")
+    )
+    return diagnose(report.findings)
+
+
+def _suggestion(lab: LabThread, observer: client.ApiClient, namespace: str) -> Diagnosis:
+    """The analyzers' diagnosis once it carries a fix (or after ~15 s)."""
+    deadline = time.monotonic() + 15
+    diagnosis = _diagnosis(lab, observer, namespace)
+    while diagnosis.mitigation is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        diagnosis = _diagnosis(lab, observer, namespace)
+    return diagnosis
+
+
+FIXES: list[tuple[str, str]] = [
+    (
+        "k8s_target_port-misconfig-mitigation-1",
+        f"kubectl patch svc user-service -n {SOCIAL} -p {PORT_FIX}",
+    ),
+    (
+        "scale_pod_zero_social_net-mitigation-1",
+        f"kubectl scale deploy/user-service --replicas=1 -n {SOCIAL}",
+    ),
+    ("misconfig_app_hotel_res-mitigation-1", f"kubectl rollout undo deploy/geo -n {HOTEL}"),
+    ("bad_rollout_hotel_res-mitigation-1", f"kubectl rollout undo deploy/search -n {HOTEL}"),
+    ("wrong_bin_usage-mitigation-1", f"kubectl patch deploy profile -n {HOTEL} -p {PROFILE}"),
+    ("revoke_auth_mongodb-mitigation-1", f"kubectl rollout restart deploy/mongodb-geo -n {HOTEL}"),
+    ("feature_flag:cartFailure", "flag"),
+    ("auth_miss_mongodb-mitigation-1", "analyzers"),
+]
+
+
+def _scenario(key: str) -> Scenario:
+    if key.startswith("feature_flag:"):
+        return scenario_from_cli("feature_flag", "cart", {"flag": key.split(":", 1)[1]})
+    return CATALOG.get(key)
+
+
+@pytest.mark.parametrize(("key", "instruction"), FIXES, ids=[k for k, _ in FIXES])
+def test_an_approved_proposal_mitigates_the_fault(
+    clean_lab: LabThread,
+    observer: client.ApiClient,
+    executor: client.ApiClient,
+    engine: Engine,
+    key: str,
+    instruction: str,
+) -> None:
+    scenario = _scenario(key)
+    clean_lab.run(clean_lab.lab.inject(scenario))
+    assert _wait(lambda: _broken(clean_lab, scenario), 10)
+    namespace = APPS[scenario.app].namespace
+    if instruction == "flag":
+        spec: ActionSpec | None = _flag_fix(observer, str(scenario.fault.params["flag"]))
+    elif instruction == "analyzers":
+        diagnosis = _suggestion(clean_lab, observer, namespace)
+        assert diagnosis.mitigation is not None, diagnosis.text()
+        spec = diagnosis.mitigation
+    else:
+        spec = parse_action(instruction)
+    assert spec is not None
+    proposal = asyncio.run(
+        propose(engine, _incident(engine), spec, requester="aoi", ttl_s=300, api=observer)
+    )
+    assert proposal.id is not None
+    assert proposal.state is ProposalState.PENDING
+    assert approve(engine, proposal.id, approver="U-oncall")
+    result = asyncio.run(execute(engine, proposal.id, executor, verify_timeout_s=30))
+    assert result.ran, result.message
+    assert result.state is ProposalState.DONE, result.message
+    assert _wait(lambda: not _broken(clean_lab, scenario), 20), clean_lab.run(
+        clean_lab.lab.check(scenario)
+    )
+
+
+def _replicas(admin: client.ApiClient, name: str = "frontend") -> tuple[int, str]:
+    """What the refused actions would have changed: replicas and the pod template."""
+    dep = client.AppsV1Api(admin).read_namespaced_deployment(name, HOTEL)
+    template = client.ApiClient().sanitize_for_serialization(dep.spec.template)
+    return int(dep.spec.replicas), json.dumps(template, sort_keys=True)
+
+
+def _proposal(
+    engine: Engine, observer: client.ApiClient, spec: ActionSpec, ttl_s: float = 300
+) -> int:
+    proposal = asyncio.run(
+        propose(engine, _incident(engine), spec, requester="aoi", ttl_s=ttl_s, api=observer)
+    )
+    assert proposal.id is not None
+    return proposal.id
+
+
+def test_unapproved_and_expired_proposals_never_run(
+    lab: LabThread,
+    observer: client.ApiClient,
+    executor: client.ApiClient,
+    admin: client.ApiClient,
+    engine: Engine,
+) -> None:
+    before = _replicas(admin)
+    pending = _proposal(engine, observer, Scale(namespace=HOTEL, name="frontend", replicas=0))
+    result = asyncio.run(execute(engine, pending, executor))
+    assert (result.ran, result.state) == (False, ProposalState.PENDING)
+    short = _proposal(
+        engine, observer, Scale(namespace=HOTEL, name="frontend", replicas=0), ttl_s=1
+    )
+    assert approve(engine, short, approver="U-oncall")
+    time.sleep(1.2)
+    result = asyncio.run(execute(engine, short, executor))
+    assert (result.ran, result.state) == (False, ProposalState.FAILED)
+    assert _replicas(admin) == before
+
+
+def test_a_stale_proposal_never_runs(
+    lab: LabThread,
+    observer: client.ApiClient,
+    executor: client.ApiClient,
+    admin: client.ApiClient,
+    engine: Engine,
+) -> None:
+    before = _replicas(admin)
+    pid = _proposal(engine, observer, Scale(namespace=HOTEL, name="frontend", replicas=0))
+    apps = client.AppsV1Api(admin)
+    apps.patch_namespaced_deployment(
+        "frontend", HOTEL, {"metadata": {"annotations": {"aoi.test/touched": "1"}}}
+    )
+    try:
+        assert approve(engine, pid, approver="U-oncall")
+        result = asyncio.run(execute(engine, pid, executor))
+        assert (result.ran, result.state) == (False, ProposalState.STALE)
+        assert _replicas(admin) == before
+    finally:
+        apps.patch_namespaced_deployment(
+            "frontend", HOTEL, {"metadata": {"annotations": {"aoi.test/touched": None}}}
+        )
+
+
+def test_the_denylist_holds_for_an_approved_row(
+    lab: LabThread, executor: client.ApiClient, admin: client.ApiClient, engine: Engine
+) -> None:
+    core = client.CoreV1Api(admin)
+    coredns = core.read_namespaced_config_map("coredns", "kube-system")
+    spec: dict[str, Any] = {
+        "action": "patch_configmap",
+        "namespace": "kube-system",
+        "name": "coredns",
+        "data": {"Corefile": ".:53 {\n}\n"},
+    }
+    with session_scope(engine) as session:
+        row = Proposal(
+            incident_id=_incident(engine),
+            action="patch_configmap",
+            action_spec=spec,
+            target_kind="ConfigMap",
+            target_namespace="kube-system",
+            target_name="coredns",
+            target_resource_version=coredns.metadata.resource_version,
+            requester="mallory",
+            expires_at=utcnow().replace(year=utcnow().year + 1),
+        )
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        pid = row.id
+    assert approve(engine, pid, approver="U-oncall")
+    result = asyncio.run(execute(engine, pid, executor))
+    assert (result.ran, result.state) == (False, ProposalState.FAILED)
+    assert "denylist" in result.message
+    after = core.read_namespaced_config_map("coredns", "kube-system")
+    assert after.data == coredns.data
+
+
+def test_two_concurrent_executions_run_once(
+    lab: LabThread, observer: client.ApiClient, executor: client.ApiClient, engine: Engine
+) -> None:
+    cm = client.CoreV1Api(observer).read_namespaced_config_map("mongodb-geo-init", HOTEL)
+    spec = PatchConfigMap(namespace=HOTEL, name="mongodb-geo-init", data=dict(cm.data))
+    pid = _proposal(engine, observer, spec)
+    assert approve(engine, pid, approver="U-oncall")
+
+    async def both() -> list[Any]:
+        return list(
+            await asyncio.gather(execute(engine, pid, executor), execute(engine, pid, executor))
+        )
+
+    results = asyncio.run(both())
+    assert sorted(r.ran for r in results) == [False, True]
+    assert {r.state for r in results if r.ran} == {ProposalState.DONE}
+
+
+def test_the_executor_identity_cannot_do_what_the_catalogue_leaves_out(
+    executor: client.ApiClient,
+) -> None:
+    from kubernetes.client.rest import ApiException
+
+    with pytest.raises(ApiException) as info:
+        client.CoreV1Api(executor).list_namespaced_secret(HOTEL)
+    assert info.value.status == 403
+    with pytest.raises(ApiException) as info:
+        client.CoreV1Api(executor).delete_namespace("astronomy-shop")
+    assert info.value.status == 403
+
+
+def test_proposing_never_executes(
+    lab: LabThread, observer: client.ApiClient, admin: client.ApiClient, engine: Engine
+) -> None:
+    before = _replicas(admin, "geo")
+    _proposal(engine, observer, RolloutRestart(namespace=HOTEL, name="geo"))
+    _proposal(engine, observer, Scale(namespace=HOTEL, name="geo", replicas=0))
+    time.sleep(0.5)
+    assert _replicas(admin, "geo") == before
