@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Literal
 
 from kubernetes import client
@@ -81,11 +81,12 @@ class Probe:
     observer_api: client.ApiClient
     prometheus_url: str | None
     jaeger_url: str | None
+    _: KW_ONLY
     max_calls: int = DEFAULT_MAX_CALLS
     namespaces: Sequence[str] = ()
     window: str = "1m"
-    _seen: set[str] = field(default_factory=set)
-    _workloads: dict[str, _Workload] | None = None
+    _seen: set[str] = field(default_factory=set, init=False, repr=False)
+    _workloads: dict[str, _Workload] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.prometheus = PrometheusClient(self.prometheus_url) if self.prometheus_url else None
