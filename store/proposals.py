@@ -52,7 +52,10 @@ LEGAL_TRANSITIONS: dict[ProposalState, frozenset[ProposalState]] = {
             ProposalState.STALE,
         }
     ),
-    ProposalState.APPROVED: frozenset({ProposalState.EXECUTING, ProposalState.STALE}),
+    # An approval that outlived the proposal's expiry before anyone ran it.
+    ProposalState.APPROVED: frozenset(
+        {ProposalState.EXECUTING, ProposalState.STALE, ProposalState.EXPIRED}
+    ),
     ProposalState.EXECUTING: frozenset({ProposalState.DONE, ProposalState.FAILED}),
 }
 

@@ -40,7 +40,7 @@ from agents.redact import redact
 from agents.tools.errors import describe_error
 from store.db import session_scope
 from store.models import Proposal, ProposalState
-from store.proposals import claim_for_execution, expire, finish, mark_stale
+from store.proposals import claim_for_execution, expire, finish, mark_stale, transition
 from store.types import utcnow
 
 DEFAULT_TTL_S = 15 * 60
@@ -131,6 +131,8 @@ async def execute(
         spec: ActionSpec | None = action_from_json(proposal.action_spec)
     except ValidationError:
         spec = None
+    if proposal.expires_at <= utcnow():
+        return await _expire_approved(engine, proposal_id)
     policy = _policy_refusal(proposal, spec)
     if policy is not None or spec is None:
         return await _claim_and_refuse(engine, proposal_id, policy or "refused: not an action")
@@ -168,10 +170,23 @@ async def _precheck(
     return None
 
 
+async def _expire_approved(engine: Engine, proposal_id: int) -> ExecutionResult:
+    """APPROVED but past its expiry: EXPIRED in one compare-and-set; nothing runs."""
+    why = "refused: the approval came after the proposal expired; propose again"
+    await asyncio.to_thread(
+        transition,
+        engine,
+        proposal_id,
+        from_state=ProposalState.APPROVED,
+        to_state=ProposalState.EXPIRED,
+        finished_at=utcnow(),
+        result={"message": why},
+    )
+    return _refused(proposal_id, await _state(engine, proposal_id), why)
+
+
 def _policy_refusal(proposal: Proposal, spec: ActionSpec | None) -> str | None:
-    """Refusals that need no cluster read: an expired approval, the denylist."""
-    if proposal.expires_at <= utcnow():
-        return "refused: the approval came after the proposal expired; propose again"
+    """Refusals that need no cluster read: the denylist."""
     denied = check_spec(spec) if spec is not None else None
     return f"refused by the denylist: {denied}" if denied else None
 

@@ -127,7 +127,7 @@ async def test_an_approval_that_outlived_the_offer_runs_nothing(
     await asyncio.sleep(0.4)
     result = await execute(engine, pid, nowhere)
     state, stored = _state(engine, pid)
-    assert (result.ran, state) == (False, ProposalState.FAILED)
+    assert (result.ran, state) == (False, ProposalState.EXPIRED)
     assert stored is not None
     assert "expired" in stored["message"]
 
