@@ -257,8 +257,12 @@ async def _decide(run: _Run, model: ChatModel, messages: list[Any], *, last: boo
     try:
         decision = parse_decision(completion.text)
     except DecisionError as exc:
+        # The usual failure is an answer cut off by max_tokens (escaped characters cost
+        # several tokens each), so the one repair attempt gets twice the room.
         completion = await model.complete(
-            repair_prompt(completion.text, error=exc), schema=schema, max_tokens=DECISION_MAX_TOKENS
+            repair_prompt(completion.text, error=exc),
+            schema=schema,
+            max_tokens=2 * DECISION_MAX_TOKENS,
         )
         run.usage.add(completion)
         decision = parse_decision(completion.text)
