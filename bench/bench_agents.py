@@ -25,7 +25,7 @@ from kubernetes import client
 from rich.console import Console
 from rich.table import Table
 
-from agents.analyzers.rank import diagnose
+from agents.analyzers.rank import Diagnosis, diagnose
 from agents.analyzers.runner import analyze
 from agents.compressor import compress
 from agents.decision import DECISION_MAX_TOKENS, DECISION_SCHEMA
@@ -42,6 +42,10 @@ from tests.support.lab import LabThread
 
 OUT = Path("var/bench")
 SYMPTOM_WAIT_S = float(os.environ.get("AOI_BENCH_SYMPTOM_WAIT_S", "4"))
+WINDOW = "20s"
+QUIET_TIMEOUT_S = 30.0
+SYMPTOM_TIMEOUT_S = 15.0
+SYMPTOM_SETTLE_S = 5.0
 console = Console()
 
 
@@ -139,19 +143,42 @@ async def _tokens_per_s() -> dict[str, float]:
     }
 
 
+def _diagnose(handle: LabThread, access: ClusterAccess) -> Diagnosis:
+    report = handle.run(
+        analyze(
+            access.api,
+            prometheus_url=access.prometheus_url,
+            jaeger_url=access.jaeger_url,
+            window=WINDOW,
+        )
+    )
+    return diagnose(report.findings)
+
+
+def _until(handle: LabThread, access: ClusterAccess, detected: bool, timeout_s: float) -> Diagnosis:
+    """Poll the analyzers until they do (or no longer) see a fault, or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    diag = _diagnose(handle, access)
+    while diag.detected != detected and time.monotonic() < deadline:
+        time.sleep(1.0)
+        diag = _diagnose(handle, access)
+    return diag
+
+
 def _accuracy(handle: LabThread, access: ClusterAccess) -> dict[str, Any]:
+    """Each scenario from a quiet lab: the previous fault's errors must have left the
+    metric window first, or they would be scored against the next scenario."""
     lab = handle.lab
     registry = load_catalog()
     per_family: dict[str, list[bool]] = defaultdict(list)
     totals: dict[str, list[bool]] = defaultdict(list)
     for n, sid in enumerate(registry.ids(), 1):
         scenario = registry.get(sid)
+        _until(handle, access, detected=False, timeout_s=QUIET_TIMEOUT_S)
         handle.run(lab.inject(scenario))
-        time.sleep(SYMPTOM_WAIT_S)
-        report = handle.run(
-            analyze(access.api, prometheus_url=access.prometheus_url, jaeger_url=access.jaeger_url)
-        )
-        diag = diagnose(report.findings)
+        _until(handle, access, detected=True, timeout_s=SYMPTOM_TIMEOUT_S)
+        time.sleep(SYMPTOM_SETTLE_S)
+        diag = _diagnose(handle, access)
         truth = scenario.ground_truth
         totals["detection"].append(score_detection(diag.detected, truth))
         if truth.detection and truth.components:
