@@ -10,7 +10,7 @@ and ``redeploy_without_PV`` needs the databases' PersistentVolumes.
 from __future__ import annotations
 
 from lab.apps import mongodb
-from lab.apps.spec import AppSpec, ServiceSpec
+from lab.apps.spec import JAEGER, AppSpec, ServiceSpec
 
 NAME = "hotel-reservation"
 NAMESPACE = "test-hotel-reservation"
@@ -89,17 +89,7 @@ def _infrastructure() -> tuple[ServiceSpec, ...]:
         working_set_mib=60,
         log_style="go",
     )
-    jaeger = ServiceSpec(
-        name="jaeger",
-        kind="jaeger",
-        image="jaegertracing/all-in-one:1.57",
-        port=16686,
-        memory_request_mib=128,
-        memory_limit_mib=1024,
-        working_set_mib=150,
-        log_style="go",
-    )
-    return consul, jaeger
+    return consul, JAEGER
 
 
 def _services() -> tuple[ServiceSpec, ...]:

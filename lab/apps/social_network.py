@@ -11,7 +11,7 @@ storage and timeline services.
 from __future__ import annotations
 
 from lab.apps import mongodb
-from lab.apps.spec import AppSpec, ServiceKind, ServiceSpec
+from lab.apps.spec import JAEGER, AppSpec, ServiceKind, ServiceSpec
 
 NAME = "social-network"
 NAMESPACE = "test-social-network"
@@ -168,17 +168,7 @@ def _services() -> tuple[ServiceSpec, ...]:
         _store(n, "memcached", "memcached:1.6.7", ("memcached", "-m", "128")) for n in _MEMCACHED
     )
     redis = tuple(_store(n, "redis", "redis:6.2.4", ("redis-server",)) for n in _REDIS)
-    jaeger = ServiceSpec(
-        name="jaeger",
-        kind="jaeger",
-        image="jaegertracing/all-in-one:1.57",
-        port=16686,
-        memory_request_mib=128,
-        memory_limit_mib=1024,
-        working_set_mib=150,
-        log_style="go",
-    )
-    return frontends + thrift + dbs + caches + redis + (jaeger,)
+    return frontends + thrift + dbs + caches + redis + (JAEGER,)
 
 
 def _configmaps() -> dict[str, dict[str, str]]:

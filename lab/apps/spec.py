@@ -82,3 +82,16 @@ class AppSpec:
     @property
     def service_names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.services)
+
+
+JAEGER = ServiceSpec(
+    name="jaeger",
+    kind="jaeger",
+    image="jaegertracing/all-in-one:1.57",
+    port=16686,
+    memory_request_mib=128,
+    memory_limit_mib=1024,
+    working_set_mib=150,
+    log_style="go",
+)
+"""The tracing backend both DeathStarBench apps deploy beside their services."""
