@@ -193,7 +193,7 @@ def test_unapproved_and_expired_proposals_never_run(
     assert approve(engine, short, approver="U-oncall")
     time.sleep(1.2)
     result = asyncio.run(execute(engine, short, executor))
-    assert (result.ran, result.state) == (False, ProposalState.FAILED)
+    assert (result.ran, result.state) == (False, ProposalState.EXPIRED)
     assert _replicas(admin) == before
 
 
