@@ -247,7 +247,7 @@ class ControlPlane:
         deadline = time.monotonic() + timeout_s
         last = ""
         while time.monotonic() < deadline:
-            self._check_alive()
+            self.check_alive()
             try:
                 with urllib.request.urlopen(request, context=ctx, timeout=2) as resp:
                     if resp.status == 200:
@@ -260,15 +260,12 @@ class ControlPlane:
             f"see {self.state_dir / 'kube-apiserver.log'}"
         )
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
+        """Raise a LabError naming the first control-plane process that died."""
         for name, proc in self._procs:
             if proc.poll() is not None:
                 tail = _tail(self.state_dir / f"{name}.log")
                 raise LabError(f"{name} exited with code {proc.returncode}: {tail}")
-
-    def check_alive(self) -> None:
-        """Raise a LabError naming the first control-plane process that died."""
-        self._check_alive()
 
     @property
     def pids(self) -> dict[str, int]:
