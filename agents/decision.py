@@ -48,22 +48,26 @@ HYPOTHESIS_CHARS = 160
 COMPONENT_CHARS = 80
 INSTRUCTION_CHARS = 400
 # ... and what constrained decoding may produce: tighter, so that even a decision
-# that fills every field fits in 160 tokens and the JSON closes before max_tokens.
+# that fills every field closes before DECISION_MAX_TOKENS.
 _DECODE_SUMMARY_CHARS = 120
 _DECODE_HYPOTHESES = 2
 _DECODE_HYPOTHESIS_CHARS = 48
 _DECODE_COMPONENT_CHARS = 40
 _DECODE_INSTRUCTION_CHARS = 96
 
+# Keys, enum values, a 16-digit integer (llama.cpp's bound) and every optional space
+# take 113 tokens in SmolLM2's vocabulary at worst; other vocabularies differ a little.
+_DECODE_STRUCTURE_TOKENS = 128
+
 # A max_tokens at which a decision decoded under DECISION_SCHEMA always closes, even
-# with every string at its limit (about one token per character at worst) plus the
-# 76 tokens of keys, enum values and punctuation. Typical decisions take 100-250.
+# with every string at its limit: each token adds at least one character to a string
+# (see _DECODE_CHAR). Typical decisions take 100-250.
 DECISION_MAX_TOKENS = (
     _DECODE_SUMMARY_CHARS
-    + _DECODE_HYPOTHESES * (_DECODE_HYPOTHESIS_CHARS + 4)
+    + _DECODE_HYPOTHESES * _DECODE_HYPOTHESIS_CHARS
     + _DECODE_COMPONENT_CHARS
     + _DECODE_INSTRUCTION_CHARS
-    + 96
+    + _DECODE_STRUCTURE_TOKENS
 )
 
 _SEARCH_CHARS = 20_000
@@ -111,8 +115,21 @@ class DecisionError(ValueError):
         super().__init__(f"invalid Observer decision: {reason}")
 
 
+# Printable ASCII without `"` and `\\`: under llama.cpp's default string rule a
+# character may be a raw control character (invalid JSON), a `\\uXXXX` escape (up to
+# six tokens) or a multi-byte letter (up to four byte tokens), so "at most N
+# characters" did not bound the tokens, and answers ran into max_tokens. With this
+# class every token yields at least one character, so DECISION_MAX_TOKENS holds.
+# The class reads the same as a regular expression and as GBNF.
+_DECODE_CHAR = r"[ -!#-[\]-~]"
+
+
 def _string(max_length: int) -> dict[str, Any]:
-    return {"type": "string", "maxLength": max_length}
+    return {
+        "type": "string",
+        "maxLength": max_length,
+        "pattern": f"^{_DECODE_CHAR}{{0,{max_length}}}$",
+    }
 
 
 def _enum(values: Sequence[str]) -> dict[str, Any]:
@@ -211,7 +228,9 @@ def repair_prompt(text: str, *, error: DecisionError | str) -> list[Message]:
 
 def _first_json_object(text: str) -> dict[str, Any]:
     """The first {...} that parses and has a decision's keys (prose around it is ignored)."""
-    decoder = json.JSONDecoder()
+    # strict=False: a raw newline or tab inside a string (HTTP backends send them) is
+    # still the model's meaning, not a reason to throw the answer away.
+    decoder = json.JSONDecoder(strict=False)
     window = text[:_SEARCH_CHARS]
     start = window.find("{")
     for _ in range(_SEARCH_ATTEMPTS):
@@ -225,11 +244,7 @@ def _first_json_object(text: str) -> dict[str, Any]:
             return value
         start = window.find("{", start + 1)
     if "{" in window:
-        raise DecisionError(
-            "no complete JSON object with a decision's keys (an answer cut off by "
-            "max_tokens looks like this)",
-            text=text,
-        )
+        raise DecisionError("no complete JSON object with a decision's keys", text=text)
     raise DecisionError("the answer holds no JSON object", text=text)
 
 

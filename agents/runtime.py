@@ -257,10 +257,12 @@ async def _decide(run: _Run, model: ChatModel, messages: list[Any], *, last: boo
     try:
         decision = parse_decision(completion.text)
     except DecisionError as exc:
-        # The usual failure is an answer cut off by max_tokens (escaped characters cost
-        # several tokens each), so the one repair attempt gets twice the room.
+        reason = exc.reason
+        if completion.finish_reason == "length":
+            reason += f" (the answer was cut off at max_tokens={DECISION_MAX_TOKENS})"
+        # One repair attempt, with twice the room in case the answer was cut off.
         completion = await model.complete(
-            repair_prompt(completion.text, error=exc),
+            repair_prompt(completion.text, error=reason),
             schema=schema,
             max_tokens=2 * DECISION_MAX_TOKENS,
         )

@@ -139,7 +139,7 @@ def test_missing_fields_are_errors_that_name_the_field(missing: str) -> None:
     ("text", "reason"),
     [
         ("I think the geo service is broken.", "no JSON object"),
-        (json.dumps(_answer())[:150], "cut off by max_tokens"),
+        (json.dumps(_answer())[:150], "no complete JSON object"),
         (json.dumps(_answer(phase="panic")), "phase"),
         (
             json.dumps(_answer(next_action={"kind": "delete", "instruction": "x"})),
@@ -194,7 +194,7 @@ def test_the_repair_prompt_carries_the_reason_the_answer_and_the_contract() -> N
     except DecisionError as error:
         messages = repair_prompt(bad, error=error)
     assert [m["role"] for m in messages] == ["system", "user"]
-    assert "cut off by max_tokens" in messages[1]["content"]
+    assert "no complete JSON object" in messages[1]["content"]
     assert bad in messages[1]["content"]
     assert DECISION_CONTRACT in messages[1]["content"]
     assert repair_prompt(bad, error="phase: wrong")[1]["content"].startswith(

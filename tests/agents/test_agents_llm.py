@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -83,6 +84,82 @@ async def test_a_schema_constrained_decision_parses(smollm2: LlamaCppModel) -> N
     assert 30 < completion.tokens_out <= DECISION_MAX_TOKENS
     assert completion.model == "SmolLM2-135M-Instruct.Q4_1"
     assert json.loads(completion.text)  # schema-constrained: the whole text is the JSON
+
+
+_TEMPTATIONS: list[Message] = [
+    {
+        "role": "user",
+        "content": (
+            'Résumé en français, avec des "guillemets", des accents (é, è, ü), un émoji 🚑, '
+            "un antislash \\ et des retours\nà la ligne: le service géo plante. Réponds en JSON."
+        ),
+    }
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("temperature", [0.0, 0.9])
+async def test_constrained_strings_hold_only_printable_ascii(
+    smollm2: LlamaCppModel, temperature: float
+) -> None:
+    # Raw newlines (invalid JSON), \uXXXX escapes and multi-byte letters once made
+    # decisions run past max_tokens; the grammar now admits none of them.
+    completion = await smollm2.complete(
+        _TEMPTATIONS,
+        schema=DECISION_SCHEMA,
+        max_tokens=DECISION_MAX_TOKENS,
+        temperature=temperature,
+    )
+    assert completion.finish_reason == "stop"
+    assert completion.text.isascii()
+    assert "\\" not in completion.text
+    data = json.loads(completion.text)  # strict: no raw control characters in strings
+    parse_decision(completion.text)
+    texts = [data["summary"], *data["hypotheses"], data["root_cause"]["component"]]
+    assert all(text.isprintable() for text in [*texts, data["next_action"]["instruction"]])
+
+
+def _strings(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    if schema.get("type") == "string" and "enum" not in schema:
+        return [schema]
+    nested = [*schema.get("properties", {}).values()]
+    if "items" in schema:
+        nested += [schema["items"]] * schema.get("maxItems", 1)
+    return [node for child in nested for node in _strings(child)]
+
+
+def test_a_decision_at_every_limit_fits_in_decision_max_tokens(smollm2: LlamaCppModel) -> None:
+    # Every token adds at least one character to a string, so the strings cost at most
+    # their maxLength; the rest is keys and enum values, with every optional space.
+    strings = _strings(DECISION_SCHEMA)
+    assert len(strings) == 5  # summary, two hypotheses, component, instruction
+    skeleton = {
+        "summary": "",
+        "phase": "verification",
+        "hypotheses": ["", ""],
+        "root_cause": {
+            "component": "",
+            "system_level": "Operating System",
+            "fault_type": "Network/Storage Issue",
+        },
+        "confidence": -9_999_999_999_999_999,  # llama.cpp's integer rule: 16 digits and a sign
+        "next_action": {"kind": "executor", "instruction": ""},
+    }
+    llama = smollm2._load()
+    # The grammar allows one space after every key, value and punctuation mark.
+    text = json.dumps(skeleton, separators=(" , ", " : "))
+    text = text.replace("{", "{ ").replace("[", "[ ").replace("}", "} ").replace("]", "] ")
+    skeleton_tokens = len(llama.tokenize(text.encode(), add_bos=False))
+    budget = skeleton_tokens + sum(node["maxLength"] for node in strings)
+    assert budget <= DECISION_MAX_TOKENS, (skeleton_tokens, budget)
+    for node in strings:
+        pattern = re.compile(node["pattern"])
+        assert pattern.fullmatch(
+            "geo: mongodb-geo [rs0] refused {auth} ~50% 'x'"[: node["maxLength"]]
+        )
+        assert not pattern.fullmatch("x" * (node["maxLength"] + 1))
+        for bad in ('say "no"', "back\\slash", "two\nlines", "tab\there", "géo", "🚑"):
+            assert not pattern.fullmatch(bad), bad
 
 
 @pytest.mark.slow
