@@ -177,7 +177,9 @@ _RULES: tuple[_Rule, ...] = (
     _rule(
         "secret_data",
         r"(?=[KkSsTtPpCcAaDd])(?:key|secret|token|pass|cred|auth|private|dockerconfig|dockercfg)[\w.-]*[\"']?"
-        r"[ \t]*[:=][ \t]*[\"']?(?P<secret>(?=[A-Za-z0-9+/]*(?:[A-Z][A-Za-z0-9+/]*[a-z]"
+        # (?!port/): `valkey-cart:6379/Interactive` is a host, a port and a path.
+        r"[ \t]*[:=][ \t]*[\"']?(?P<secret>(?!\d{2,5}/[A-Za-z])"
+        r"(?=[A-Za-z0-9+/]*(?:[A-Z][A-Za-z0-9+/]*[a-z]"
         r"|[a-z][A-Za-z0-9+/]*[A-Z]|[A-Za-z0-9+/]=))[A-Za-z0-9+/]{16,}={0,2})(?![A-Za-z0-9+/=])",
         "key",
         "secret",

@@ -188,6 +188,7 @@ SECRETS: list[tuple[str, str, str]] = [
 
 # Ordinary cluster text that looks a bit like secrets and must come through unchanged.
 NOT_SECRETS: list[str] = [
+    "cart: dial tcp valkey-cart:6379/InteractiveSessionCache: connection refused",
     "geo-6b4b5d8b9c-x2x9z   0/1   CrashLoopBackOff   5 (30s ago)   4m",
     "image: gcr.io/aoi/geo@sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
     '{"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902b7","status":500}',
