@@ -138,6 +138,7 @@ class Proposal(SQLModel, table=True):
     target_namespace: str = ""
     target_name: str = ""
     target_resource_version: str | None = None
+    target_fingerprint: str | None = None  # see agents.executor.proposals.fingerprint
     expected_effect: str = Field(default="", sa_type=sa.Text)
     verification_query: str = Field(default="", sa_type=sa.Text)
     requester: str = ""

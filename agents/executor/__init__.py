@@ -2,7 +2,7 @@
 
 It holds no standing permission to act: ``propose`` only records a proposal;
 ``execute`` runs an APPROVED one with the separate executor identity, after
-re-checking expiry, the target's resourceVersion and the denylist, and
+re-checking expiry, the target's fingerprint and the denylist, and
 verifies the effect. The approver allowlist is the caller's (bot or console)
 to enforce with ``authorize``.
 

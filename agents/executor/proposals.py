@@ -1,14 +1,17 @@
 """Propose, then (only once approved) execute: the Executor's two entry points.
 
 ``propose`` records what would run and never runs it: the action, its target
-and the target's resourceVersion at that moment, the expected effect, the
+and a fingerprint of the target at that moment, the expected effect, the
 verification, who asked and when the offer expires. ``execute`` runs only an
 APPROVED proposal, and re-checks everything a human approved against:
 
 1. the proposal is APPROVED (not pending, rejected, done...);
 2. the approval is not past the offer's expiry, and the denylist still allows
    the action (a tampered row is refused here);
-3. the target is unchanged since the proposal (resourceVersion) → else STALE;
+3. the target is unchanged since the proposal → else STALE. "Unchanged" means the
+   same object (uid) with the same spec, data, labels and annotations: its
+   `fingerprint`. Status updates do not count; a crash-looping Deployment moves
+   its resourceVersion every few seconds and would otherwise never be fixable;
 4. exactly one caller wins ``claim_for_execution`` (double clicks, replicas);
 5. it runs with the *executor* identity, then polls its verification, and the
    proposal ends DONE or FAILED with the result.
@@ -22,6 +25,8 @@ reason, without running; pending proposals past their expiry go EXPIRED via
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
@@ -90,6 +95,7 @@ async def propose(
         target_namespace=spec.target.namespace,
         target_name=spec.target.name,
         target_resource_version=str(target["metadata"].get("resourceVersion") or ""),
+        target_fingerprint=fingerprint(target),
         expected_effect=spec.expected_effect(),
         verification_query=spec.verification(),
         requester=requester,
@@ -198,16 +204,50 @@ async def _claim_and_refuse(engine: Engine, proposal_id: int, why: str) -> Execu
     return await _finish(engine, proposal_id, ran=False, ok=False, message=why)
 
 
+def fingerprint(obj: dict[str, Any]) -> str:
+    """What a human approves against: the object's identity and desired state.
+
+    uid, generation, labels, annotations, spec and (for ConfigMaps) data, hashed;
+    status, resourceVersion and managedFields are left out, so a status update
+    leaves it as it was while any edit to the object itself changes it.
+    """
+    meta = obj.get("metadata") or {}
+    kept: dict[str, Any] = {
+        "uid": meta.get("uid"),
+        "generation": meta.get("generation"),
+        "labels": meta.get("labels") or {},
+        "annotations": meta.get("annotations") or {},
+        **{key: obj[key] for key in ("spec", "data", "binaryData") if key in obj},
+    }
+    canonical = json.dumps(kept, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class _Observed(BaseModel):
+    """The target as execute() reads it again: None fields when it is gone."""
+
+    model_config = ConfigDict(frozen=True)
+
+    resource_version: str | None
+    fingerprint: str | None
+
+    def matches(self, proposal: Proposal) -> bool:
+        if proposal.target_fingerprint is not None:
+            return self.fingerprint == proposal.target_fingerprint
+        return self.resource_version == proposal.target_resource_version  # rows before 0002
+
+
 async def _stale(
     engine: Engine, proposal: Proposal, spec: ActionSpec, api: client.ApiClient
 ) -> ExecutionResult | None:
     """Mark the proposal STALE when its target changed (or vanished) since it was proposed."""
     assert proposal.id is not None
-    observed = await _resource_version(spec, api)
-    if observed == proposal.target_resource_version:
+    observed = await _observe(spec, api)
+    if observed.matches(proposal):
         return None
-    await asyncio.to_thread(mark_stale, engine, proposal.id, observed_resource_version=observed)
-    what = "disappeared" if observed is None else f"changed (resourceVersion {observed})"
+    version = observed.resource_version
+    await asyncio.to_thread(mark_stale, engine, proposal.id, observed_resource_version=version)
+    what = "disappeared" if version is None else f"was edited (resourceVersion {version})"
     target = f"{proposal.target_kind} {proposal.target_namespace}/{proposal.target_name}"
     return _refused(
         proposal.id,
@@ -216,17 +256,21 @@ async def _stale(
     )
 
 
-async def _resource_version(spec: ActionSpec, api: client.ApiClient) -> str | None:
-    """The target's resourceVersion, None when it is gone; else raises ``_UnreachableError``."""
+async def _observe(spec: ActionSpec, api: client.ApiClient) -> _Observed:
+    """The target's version and fingerprint, None when it is gone; else raises
+    ``_UnreachableError``."""
     try:
         target = await asyncio.to_thread(read_target, api, spec.target)
     except ApiException as exc:
         if exc.status == 404:
-            return None
+            return _Observed(resource_version=None, fingerprint=None)
         raise _UnreachableError(f"cannot read {spec.target}: {describe_error(exc)}") from exc
     except Exception as exc:  # connection errors: the cluster, not the proposal, is the problem
         raise _UnreachableError(f"cannot read {spec.target}: {describe_error(exc)}") from exc
-    return str(target["metadata"].get("resourceVersion") or "")
+    return _Observed(
+        resource_version=str(target["metadata"].get("resourceVersion") or ""),
+        fingerprint=fingerprint(target),
+    )
 
 
 async def _run_claimed(
@@ -234,7 +278,7 @@ async def _run_claimed(
 ) -> ExecutionResult:
     assert proposal.id is not None
     try:
-        unchanged = await _resource_version(spec, api) == proposal.target_resource_version
+        unchanged = (await _observe(spec, api)).matches(proposal)
     except _UnreachableError:
         unchanged = False
     if not unchanged:

@@ -18,6 +18,7 @@ from kubernetes import client
 
 from agents.executor import ActionError, action_to_json, authorize, execute, propose
 from agents.executor.actions import RolloutRestart
+from agents.executor.proposals import fingerprint
 from store.db import make_engine, session_scope
 from store.migrate import upgrade
 from store.models import Incident, Proposal, ProposalState
@@ -176,3 +177,51 @@ def test_only_allowlisted_people_approve() -> None:
     assert not authorize("U3", ["U1", "U2"])
     assert not authorize("", [""])
     assert not authorize("U1", [])
+
+
+def _deployment(**changes: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "metadata": {
+            "uid": "u-1",
+            "generation": 3,
+            "resourceVersion": "100",
+            "labels": {"app": "geo"},
+            "annotations": {"deployment.kubernetes.io/revision": "2"},
+            "managedFields": [{"manager": "kube-controller-manager"}],
+        },
+        "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "geo"}]}}},
+        "status": {"replicas": 1, "unavailableReplicas": 1},
+    }
+    for path, value in changes.items():
+        node = obj
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return obj
+
+
+def test_the_fingerprint_ignores_status_and_bookkeeping() -> None:
+    base = fingerprint(_deployment())
+    assert base.startswith("sha256:")
+    for path, value in [
+        ("metadata.resourceVersion", "101"),
+        ("metadata.managedFields", []),
+        ("status.unavailableReplicas", 0),
+        ("status.conditions", [{"type": "Available", "status": "False"}]),
+    ]:
+        assert fingerprint(_deployment(**{path: value})) == base, path
+
+
+def test_the_fingerprint_changes_with_what_a_human_approved_against() -> None:
+    base = fingerprint(_deployment())
+    for path, value in [
+        ("metadata.uid", "u-2"),  # deleted and recreated under the same name
+        ("metadata.generation", 4),
+        ("metadata.labels", {"app": "geo", "tier": "db"}),
+        ("metadata.annotations", {"aoi.test/touched": "1"}),
+        ("spec.replicas", 0),
+    ]:
+        assert fingerprint(_deployment(**{path: value})) != base, path
+    config = {"metadata": {"uid": "c"}, "data": {"k": "v"}}
+    assert fingerprint(config) != fingerprint({**config, "data": {"k": "w"}})

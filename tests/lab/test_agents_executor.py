@@ -221,6 +221,42 @@ def test_a_stale_proposal_never_runs(
         )
 
 
+def test_a_status_update_does_not_make_a_proposal_stale(
+    lab: LabThread,
+    observer: client.ApiClient,
+    executor: client.ApiClient,
+    admin: client.ApiClient,
+    engine: Engine,
+) -> None:
+    # A sick workload's status moves all the time; the fix must stay approvable.
+    replicas, _template = _replicas(admin)
+    pid = _proposal(engine, observer, Scale(namespace=HOTEL, name="frontend", replicas=replicas))
+    apps = client.AppsV1Api(admin)
+    dep = apps.read_namespaced_deployment("frontend", HOTEL)
+    condition = {
+        "type": "AOITestProbe",
+        "status": "True",
+        "reason": "StatusOnly",
+        "message": "written by the test",
+    }
+    apps.patch_namespaced_deployment_status(
+        "frontend", HOTEL, {"status": {"conditions": [*_conditions(dep), condition]}}
+    )
+    after = apps.read_namespaced_deployment("frontend", HOTEL).metadata.resource_version
+    with session_scope(engine) as session:
+        row = session.get(Proposal, pid)
+        assert row is not None
+        assert row.target_resource_version != after  # the status update did land
+    assert approve(engine, pid, approver="U-oncall")
+    result = asyncio.run(execute(engine, pid, executor))
+    assert (result.ran, result.state) == (True, ProposalState.DONE), result.message
+
+
+def _conditions(dep: Any) -> list[dict[str, Any]]:
+    raw = client.ApiClient().sanitize_for_serialization(dep.status.conditions or [])
+    return [c for c in raw if c["type"] != "AOITestProbe"]
+
+
 def test_the_denylist_holds_for_an_approved_row(
     lab: LabThread, executor: client.ApiClient, admin: client.ApiClient, engine: Engine
 ) -> None:
