@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -69,9 +70,33 @@ def find_binaries(cache_dir: Path) -> dict[str, Path]:
 
 
 def free_port() -> int:
+    """A free loopback port below the ephemeral range.
+
+    A port from bind(0) is an ephemeral one: between closing it here and etcd
+    binding it, any outgoing connection on the machine may take it as its local
+    port (seen: "bind: address already in use" while a second lab ran). Ports
+    below the range are never handed out that way.
+    """
+    low = _ephemeral_low()
+    for _ in range(64):
+        port = random.randrange(max(1024, low - 12_000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+    return low if low > 2048 else 32768
 
 
 def ensure_port_free(port: int, what: str) -> None:
@@ -111,6 +136,9 @@ def write_kubeconfig(
     return path
 
 
+_PORT_ATTEMPTS = 3
+
+
 @dataclass
 class ControlPlane:
     """Processes of one lab control plane, rooted in ``state_dir``."""
@@ -125,6 +153,23 @@ class ControlPlane:
     _procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
     def start(self, *, timeout_s: float = 60.0) -> None:
+        """Start etcd, the apiserver and the controllers; raises ``LabError`` with the cause.
+
+        Ports left at 0 are chosen here; if a process still loses its port to
+        another program in the moment between choosing and binding, the start
+        is retried with new ports (pinned ports are never changed).
+        """
+        pinned = (self.api_port, self.etcd_port)
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
+            try:
+                self._start(timeout_s)
+                return
+            except LabError as exc:
+                if attempt == _PORT_ATTEMPTS or "address already in use" not in str(exc).lower():
+                    raise
+                self.api_port, self.etcd_port = pinned  # _start stopped what it began
+
+    def _start(self, timeout_s: float) -> None:
         binaries = find_binaries(self.cache_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.api_port = self.api_port or free_port()

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from support.lab import LabThread
+from support.lab import CACHE_DIR, LabThread
 
+from lab import controlplane
 from lab.apps import APPS
 
 HOTEL = APPS["hotel-reservation"].namespace
@@ -149,3 +152,42 @@ def test_kubectl_reads_with_the_observer_kubeconfig(lab: LabThread) -> None:
     )
     assert logs.returncode == 0, logs.stderr
     assert logs.stdout.strip()
+
+
+def test_chosen_ports_lie_below_the_ephemeral_range() -> None:
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = {controlplane.free_port() for _ in range(20)}
+    assert all(1024 <= port < low for port in ports)
+    assert len(ports) > 1
+
+
+def test_a_port_lost_before_etcd_binds_it_is_chosen_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another program takes the chosen etcd port first; the start picks new ports.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        stolen = taken.getsockname()[1]
+        real = controlplane.free_port
+        picks = iter([controlplane.free_port(), stolen])
+        monkeypatch.setattr(controlplane, "free_port", lambda: next(picks, None) or real())
+        plane = controlplane.ControlPlane(state_dir=tmp_path / "cp", cache_dir=CACHE_DIR)
+        try:
+            plane.start(timeout_s=60)
+            assert plane.etcd_port != stolen
+            assert plane.server.startswith("https://127.0.0.1:")
+        finally:
+            plane.stop()
+
+
+def test_a_pinned_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        plane = controlplane.ControlPlane(
+            state_dir=tmp_path / "cp", cache_dir=CACHE_DIR, etcd_port=port
+        )
+        with pytest.raises(controlplane.LabError, match=f"port {port} for etcd is already in use"):
+            plane.start(timeout_s=30)
