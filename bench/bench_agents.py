@@ -9,7 +9,7 @@
 - analyzers-only accuracy over the scenario catalogue: detection, localization
   (AIOpsLab's rule) and analysis, per family and overall, with a chart. Each
   scenario is scored on the AOI_BENCH_WINDOW_S seconds (default 10) after its
-  own injection, which takes about 25 minutes for the 135 scenarios.
+  own injection, which takes about 30 minutes for the 135 scenarios.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from agents.runtime import ClusterAccess, Limits, investigate
 from agents.trajectory import IncidentContext
 from lab.apps import APPS
 from lab.k8s import api_client
+from lab.scenarios import Registry, Scenario
 from lab.scenarios.loader import load_catalog
 from lab.scenarios.scoring import score_analysis, score_detection, score_localization
 from store.db import make_engine
@@ -186,9 +187,16 @@ class _Counting:
         await self.model.aclose()
 
 
-async def _embedded_run(engine: Any, access: ClusterAccess, model: _Counting, sid: str) -> int:
+def _recover(handle: LabThread) -> None:
+    """Back to a healthy lab, every app Ready, before the next scenario."""
+    handle.run(handle.lab.recover())
+    handle.run(handle.lab.wait_ready(timeout_s=120))
+
+
+async def _embedded_run(
+    engine: Any, access: ClusterAccess, model: _Counting, scenario: Scenario
+) -> int:
     steps = 0
-    scenario = load_catalog().get(sid)
     # What a user would say: the symptom and the app, never the scenario's ground truth.
     ctx = IncidentContext(question=f"Users report errors in {scenario.app}: what is wrong?")
     async for event in investigate(
@@ -196,25 +204,26 @@ async def _embedded_run(engine: Any, access: ClusterAccess, model: _Counting, si
     ):
         steps += event.kind == "plan"
         if event.kind == "error":
-            console.print(f"  {sid}: {event.message}")  # type: ignore[attr-defined]
+            console.print(f"  {scenario.id}: {event.message}")  # type: ignore[attr-defined]
     return steps
 
 
-def _embedded_validity(handle: LabThread, engine: Any, access: ClusterAccess) -> dict[str, Any]:
+def _embedded_validity(
+    handle: LabThread, engine: Any, access: ClusterAccess, registry: Registry
+) -> dict[str, Any]:
     """Whole investigations with the embedded model: is every step's answer schema-valid?"""
     model = _Counting(LlamaCppModel(embedded_model_path(), threads=1))
     steps = 0
     try:
         for sid in EMBEDDED_SCENARIOS:
-            handle.run(handle.lab.recover())
-            handle.run(handle.lab.wait_ready(timeout_s=120))
-            handle.run(handle.lab.inject(load_catalog().get(sid)))
+            _recover(handle)
+            scenario = registry.get(sid)
+            handle.run(handle.lab.inject(scenario))
             time.sleep(SYMPTOM_WAIT_S)
-            steps += asyncio.run(_embedded_run(engine, access, model, sid))
+            steps += asyncio.run(_embedded_run(engine, access, model, scenario))
     finally:
         asyncio.run(model.aclose())
-        handle.run(handle.lab.recover())
-        handle.run(handle.lab.wait_ready(timeout_s=120))
+        _recover(handle)
     for reason in model.invalid:
         console.print(f"invalid embedded answer: {reason}")
     return {
@@ -246,7 +255,7 @@ def _diagnose(
     return diagnose(report.findings)
 
 
-def _accuracy(handle: LabThread, access: ClusterAccess) -> dict[str, Any]:
+def _accuracy(handle: LabThread, access: ClusterAccess, registry: Registry) -> dict[str, Any]:
     """Each scenario scored on evidence from after its own injection only.
 
     AIOpsLab redeploys the application for every problem; here the lab recovers and
@@ -255,8 +264,6 @@ def _accuracy(handle: LabThread, access: ClusterAccess) -> dict[str, Any]:
     task statement names it. The previous scenario's errors all lie before the
     injection, so they cannot be scored against this one.
     """
-    lab = handle.lab
-    registry = load_catalog()
     per_family: dict[str, list[bool]] = defaultdict(list)
     totals: dict[str, list[bool]] = defaultdict(list)
     misses: list[str] = []
@@ -264,10 +271,9 @@ def _accuracy(handle: LabThread, access: ClusterAccess) -> dict[str, Any]:
     started = time.monotonic()
     for n, sid in enumerate(ids, 1):
         scenario = registry.get(sid)
-        handle.run(lab.recover())
-        handle.run(lab.wait_ready(timeout_s=120))
+        _recover(handle)
         injected = time.monotonic()
-        handle.run(lab.inject(scenario))
+        handle.run(handle.lab.inject(scenario))
         time.sleep(max(0.0, injected + EVAL_WINDOW_S + EVAL_MARGIN_S - time.monotonic()))
         diag = _diagnose(handle, access, namespace=APPS[scenario.app].namespace)
         truth = scenario.ground_truth
@@ -284,7 +290,7 @@ def _accuracy(handle: LabThread, access: ClusterAccess) -> dict[str, Any]:
             misses.append(f"{sid}: said {diag.components or 'nothing'}")
         left = (time.monotonic() - started) / n * (len(ids) - n)
         console.print(f"[{n}/{len(ids)}] {sid}  (about {left / 60:.0f} min left)", end="\r")
-    handle.run(lab.recover())
+    handle.run(handle.lab.recover())
     console.print()
     return {"totals": totals, "per_family": per_family, "misses": misses}
 
@@ -338,10 +344,9 @@ def main() -> None:
         time.sleep(SYMPTOM_WAIT_S)
         figures |= asyncio.run(_overhead(engine, access))
         figures |= _compression(access.api, "test-hotel-reservation")
-        handle.run(handle.lab.recover())
-        handle.run(handle.lab.wait_ready())
-        figures |= _embedded_validity(handle, engine, access)
-        acc = _accuracy(handle, access)
+        # _embedded_validity recovers the lab from the fault above before its first run.
+        figures |= _embedded_validity(handle, engine, access, registry)
+        acc = _accuracy(handle, access, registry)
     finally:
         handle.stop()
         engine.dispose()
