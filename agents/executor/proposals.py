@@ -87,6 +87,7 @@ async def propose(
         target = await asyncio.to_thread(read_target, api, spec.target)
     except Exception as exc:  # 404, 403 or no connection: no proposal without a snapshot
         raise ActionError(f"cannot read {spec.target}: {describe_error(exc)}") from exc
+    seen = _Observed.of(target)
     proposal = Proposal(
         incident_id=incident_id,
         action=spec.action,
@@ -94,8 +95,8 @@ async def propose(
         target_kind=spec.target.kind,
         target_namespace=spec.target.namespace,
         target_name=spec.target.name,
-        target_resource_version=str(target["metadata"].get("resourceVersion") or ""),
-        target_fingerprint=fingerprint(target),
+        target_resource_version=seen.resource_version,
+        target_fingerprint=seen.fingerprint,
         expected_effect=spec.expected_effect(),
         verification_query=spec.verification(),
         requester=requester,
@@ -224,12 +225,19 @@ def fingerprint(obj: dict[str, Any]) -> str:
 
 
 class _Observed(BaseModel):
-    """The target as execute() reads it again: None fields when it is gone."""
+    """The target as read when proposing and again before running: None when it is gone."""
 
     model_config = ConfigDict(frozen=True)
 
     resource_version: str | None
     fingerprint: str | None
+
+    @classmethod
+    def of(cls, target: dict[str, Any]) -> _Observed:
+        return cls(
+            resource_version=str(target["metadata"].get("resourceVersion") or ""),
+            fingerprint=fingerprint(target),
+        )
 
     def matches(self, proposal: Proposal) -> bool:
         if proposal.target_fingerprint is not None:
@@ -267,10 +275,7 @@ async def _observe(spec: ActionSpec, api: client.ApiClient) -> _Observed:
         raise _UnreachableError(f"cannot read {spec.target}: {describe_error(exc)}") from exc
     except Exception as exc:  # connection errors: the cluster, not the proposal, is the problem
         raise _UnreachableError(f"cannot read {spec.target}: {describe_error(exc)}") from exc
-    return _Observed(
-        resource_version=str(target["metadata"].get("resourceVersion") or ""),
-        fingerprint=fingerprint(target),
-    )
+    return _Observed.of(target)
 
 
 async def _run_claimed(
