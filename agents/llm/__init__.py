@@ -15,6 +15,7 @@ from agents.llm.factory import make_model
 from agents.llm.llamacpp import LlamaCppModel, check_gguf, embedded_model_path
 from agents.llm.openai_http import JsonMode, OpenAIHttpModel, chat_completions_url
 from agents.llm.scripted import ScriptedModel
+from agents.llm.supervised import SupervisedModel, WorkerInfo, describe_exit
 
 __all__ = [
     "ChatModel",
@@ -28,9 +29,12 @@ __all__ = [
     "OpenAIHttpModel",
     "Role",
     "ScriptedModel",
+    "SupervisedModel",
     "Usage",
+    "WorkerInfo",
     "chat_completions_url",
     "check_gguf",
+    "describe_exit",
     "embedded_model_path",
     "make_model",
 ]

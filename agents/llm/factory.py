@@ -12,6 +12,7 @@ from pathlib import Path
 from agents.llm.base import ChatModel
 from agents.llm.llamacpp import LlamaCppModel, embedded_model_path
 from agents.llm.openai_http import JsonMode, OpenAIHttpModel
+from agents.llm.supervised import SupervisedModel
 
 
 def make_model(
@@ -23,22 +24,27 @@ def make_model(
     model_name: str,
     n_ctx: int = 4096,
     json_mode: JsonMode = "json_schema",
+    in_process: bool = False,
 ) -> ChatModel | None:
     """The backend `spec` names, or None for `analyzers`.
 
     >>> make_model("embedded", threads=2, timeout_s=120, api_key=None, model_name="")
-    <agents.llm.llamacpp.LlamaCppModel object at ...>
+    <agents.llm.supervised.SupervisedModel object at ...>
 
-    `threads` of 0 or less means one per CPU core. A missing or non-GGUF file
-    raises `ModelUnavailable` with the path and what to set instead.
+    A local GGUF model runs in a supervised worker process, so a crash in native
+    code costs one decision, not the caller; `in_process=True` loads it here
+    instead (the bench's baseline). `threads` of 0 or less means one per CPU
+    core. A missing or non-GGUF file raises `ModelUnavailable` with the path and
+    what to set instead.
     """
     spec = spec.strip()
     if spec == "analyzers":
         return None
-    if spec == "embedded":
-        return LlamaCppModel(embedded_model_path(), threads=threads, n_ctx=n_ctx)
     if spec.startswith(("http://", "https://")):
         return OpenAIHttpModel(
             spec, model=model_name, api_key=api_key, timeout_s=timeout_s, json_mode=json_mode
         )
-    return LlamaCppModel(Path(spec), threads=threads, n_ctx=n_ctx)
+    path = embedded_model_path() if spec == "embedded" else Path(spec)
+    if in_process:
+        return LlamaCppModel(path, threads=threads, n_ctx=n_ctx)
+    return SupervisedModel(path, threads=threads, n_ctx=n_ctx, timeout_s=timeout_s)

@@ -119,11 +119,34 @@ class LlamaCppModel:
         temperature: float = 0.0,
         timeout_s: float | None = None,
     ) -> Completion:
+        return await self.generate(
+            messages,
+            schema=schema,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            timeout_s=timeout_s,
+        )
+
+    async def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        schema: dict[str, Any] | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        timeout_s: float | None = None,
+        on_piece: OnPiece | None = None,
+    ) -> Completion:
+        """`complete`, with `on_piece` called (on the worker thread) for each text piece.
+
+        The model worker process uses this to stream pieces and still return the
+        token counts of the whole answer.
+        """
         request = self._request(messages, schema, max_tokens, temperature)
         stop = self._stop_flag()
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        future = loop.run_in_executor(self._executor(), self._generate, request, stop, None)
+        future = loop.run_in_executor(self._executor(), self._generate, request, stop, on_piece)
         try:
             result = await asyncio.wait_for(future, timeout_s)
         except TimeoutError as exc:
@@ -132,6 +155,12 @@ class LlamaCppModel:
             stop.set()
             self._running.discard(stop)
         return replace(result, latency_s=time.perf_counter() - started)
+
+    async def load(self) -> None:
+        """Load the model now (it is otherwise loaded by the first call)."""
+        if self._closed:
+            raise ModelError(f"model {self.name} was closed; create a new one")
+        await asyncio.get_running_loop().run_in_executor(self._executor(), self._load)
 
     async def stream(
         self,

@@ -29,6 +29,7 @@ from agents.llm import (
     ModelUnavailable,
     OpenAIHttpModel,
     ScriptedModel,
+    SupervisedModel,
     Usage,
     chat_completions_url,
     embedded_model_path,
@@ -247,12 +248,16 @@ def test_a_missing_embedded_package_is_explained(monkeypatch: pytest.MonkeyPatch
 def test_the_factory_picks_the_backend() -> None:
     assert make_model("analyzers", threads=2, timeout_s=5, api_key=None, model_name="") is None
     embedded = make_model("embedded", threads=0, timeout_s=5, api_key=None, model_name="")
-    assert isinstance(embedded, LlamaCppModel)
+    assert isinstance(embedded, SupervisedModel)
     assert embedded.path == embedded_model_path()
     by_path = make_model(
         str(embedded_model_path()), threads=2, timeout_s=5, api_key=None, model_name=""
     )
-    assert isinstance(by_path, LlamaCppModel)
+    assert isinstance(by_path, SupervisedModel)
+    in_process = make_model(
+        "embedded", threads=1, timeout_s=5, api_key=None, model_name="", in_process=True
+    )
+    assert isinstance(in_process, LlamaCppModel)
     http = make_model(
         "http://127.0.0.1:8000/v1", threads=2, timeout_s=5, api_key="k", model_name="qwen"
     )

@@ -15,7 +15,7 @@ import pytest
 from sqlmodel import select
 from support.lab import LabThread
 
-from agents.llm import LlamaCppModel, embedded_model_path
+from agents.llm import SupervisedModel, embedded_model_path
 from agents.runtime import ClusterAccess, Limits, investigate
 from agents.trajectory import IncidentContext
 from lab.k8s import api_client
@@ -41,7 +41,7 @@ def test_embedded_model_investigates_with_valid_decisions(
     )
     clean_lab.run(clean_lab.lab.inject(scenario_from_cli("mongodb_revoke_auth", "mongodb-geo", {})))
     time.sleep(4)
-    model = LlamaCppModel(embedded_model_path(), threads=1)
+    model = SupervisedModel(embedded_model_path(), threads=1)
 
     async def run() -> list[str]:
         try:
