@@ -26,7 +26,8 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlmodel import SQLModel
 
 from store import models as _models  # noqa: F401  (registers the tables in the metadata)
-from store.db import make_engine
+from store.db import make_engine, mask_url
+from store.errors import SchemaMissing
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _UPGRADE_LOCK_KEY = 0x414F4944  # "AOID": any constant shared by every aoi process
@@ -69,6 +70,38 @@ def upgrade(target: str | URL | Engine, *, revision: str = "head") -> str | None
     finally:
         if engine is not target:
             engine.dispose()
+
+
+def prepare(engine: Engine) -> str:
+    """Make sure the schema at `engine` is this release's; returns its revision.
+
+    A writable SQLite database is created or migrated in place: it belongs to this
+    machine, so its first use is its setup. Anywhere else (PostgreSQL, a read-only
+    file) schema changes are an operator's step, so a missing or older schema raises
+    `SchemaMissing` naming `aoi db upgrade`. A schema newer than this release is
+    refused on every back end: an older binary must not write to it.
+    """
+    head = head_revision()
+    current = current_revision(engine)
+    if current == head:
+        return head
+    where = mask_url(engine.url)
+    known = {
+        script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()
+    }
+    if current is not None and current not in known:
+        raise SchemaMissing(
+            f"the database at {where} is at revision {current}, which this release of aoi does "
+            f"not know (its newest is {head}): a newer aoi migrated it; run that version"
+        )
+    if engine.dialect.name == "sqlite" and engine.url.query.get("mode") != "ro":
+        upgrade(engine)
+        return head
+    state = "has no tables yet" if current is None else f"is at revision {current}"
+    raise SchemaMissing(
+        f"the database at {where} {state}; this release needs revision {head}: "
+        "run `aoi db upgrade` once (operators do this per release)"
+    )
 
 
 def _serialise_upgrades(connection: Connection) -> None:

@@ -1,8 +1,9 @@
 """`aoi db`: create or migrate the incident store and count what it holds.
 
-Operators run `aoi db upgrade` once per release (the bot and the CLI never
-migrate behind their back) and `aoi db stats` to see that trajectories,
-proposals and feedback are being recorded.
+On PostgreSQL operators run `aoi db upgrade` once per release (the bot and the
+CLI never migrate a shared server behind their back; they say when it is
+needed). A local SQLite file prepares itself on first use. `aoi db stats` shows
+that trajectories, proposals and feedback are being recorded.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from aoi.settings import load_settings
+from aoi.wiring import store_engine
 from store import migrate
-from store.db import make_engine, mask_url, stats
+from store.db import mask_url, stats
 
 app = typer.Typer(
     help="The incident store: create or migrate its tables, count its rows.",
@@ -41,7 +43,7 @@ def show_stats(
 ) -> None:
     """Row counts per table."""
     settings = load_settings()
-    engine = make_engine(settings.database_url)
+    engine = store_engine(settings)
     try:
         counts = stats(engine)
     finally:
