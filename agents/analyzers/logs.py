@@ -23,6 +23,7 @@ from agents.analyzers.snapshot import Obj, Snapshot
 from agents.executor.actions import ActionSpec, PatchConfigMap, RolloutRestart
 from agents.redact import redact
 from agents.tools.kube import get_text
+from agents.tools.paths import object_path
 
 TAIL = 100
 PARALLEL = 8
@@ -96,9 +97,8 @@ async def _read(
     query = {"tailLines": tail, "sinceSeconds": since_s, "previous": previous or None}
     async with gate:
         try:
-            text = await asyncio.to_thread(
-                get_text, api, f"/api/v1/namespaces/{namespace}/pods/{name}/log", query
-            )
+            path = object_path("/api/v1", "pods", namespace=namespace, name=name, subresource="log")
+            text = await asyncio.to_thread(get_text, api, path, query)
         except Exception:  # a container that never started has no logs: nothing to scan
             return None
     return component, text

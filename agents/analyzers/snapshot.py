@@ -18,9 +18,11 @@ from typing import Any
 from kubernetes import client
 
 from agents.tools.kube import get_items
+from agents.tools.paths import object_path
 
 Obj = dict[str, Any]
 NAME_LABELS = ("app.kubernetes.io/name", "app", "k8s-app", "name")
+_CORE, _APPS = "/api/v1", "/apis/apps/v1"
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "aoi-system"})
 
 
@@ -155,12 +157,14 @@ def _matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
 def read_cluster(api: client.ApiClient) -> ClusterWide:
     """Nodes, volumes, storage classes and the CoreDNS Corefile (each optional)."""
     wide = ClusterWide(
-        nodes=_optional(api, "/api/v1/nodes"),
-        volumes=_optional(api, "/api/v1/persistentvolumes"),
-        storage_classes=_optional(api, "/apis/storage.k8s.io/v1/storageclasses"),
+        nodes=_optional(api, object_path(_CORE, "nodes")),
+        volumes=_optional(api, object_path(_CORE, "persistentvolumes")),
+        storage_classes=_optional(api, object_path("/apis/storage.k8s.io/v1", "storageclasses")),
     )
     coredns = _optional(
-        api, "/api/v1/namespaces/kube-system/configmaps", {"fieldSelector": "metadata.name=coredns"}
+        api,
+        object_path(_CORE, "configmaps", namespace="kube-system"),
+        {"fieldSelector": "metadata.name=coredns"},
     )
     if coredns:
         wide.corefile = str((coredns[0].get("data") or {}).get("Corefile", ""))
@@ -179,17 +183,20 @@ def _optional(
 
 def read_namespace(api: client.ApiClient, namespace: str, cluster: ClusterWide) -> Snapshot:
     """Every namespaced kind the analyzers use, one list call each."""
-    core, apps = f"/api/v1/namespaces/{namespace}", f"/apis/apps/v1/namespaces/{namespace}"
+
+    def listed(prefix: str, plural: str) -> list[Obj]:
+        return get_items(api, object_path(prefix, plural, namespace=namespace))
+
     snap = Snapshot(
         namespace=namespace,
-        pods=get_items(api, f"{core}/pods"),
-        deployments=get_items(api, f"{apps}/deployments"),
-        replicasets=get_items(api, f"{apps}/replicasets"),
-        services=get_items(api, f"{core}/services"),
-        endpoints=get_items(api, f"{core}/endpoints"),
-        events=get_items(api, f"{core}/events"),
-        claims=get_items(api, f"{core}/persistentvolumeclaims"),
-        configmaps=get_items(api, f"{core}/configmaps"),
+        pods=listed(_CORE, "pods"),
+        deployments=listed(_APPS, "deployments"),
+        replicasets=listed(_APPS, "replicasets"),
+        services=listed(_CORE, "services"),
+        endpoints=listed(_CORE, "endpoints"),
+        events=listed(_CORE, "events"),
+        claims=listed(_CORE, "persistentvolumeclaims"),
+        configmaps=listed(_CORE, "configmaps"),
         cluster=cluster,
     )
     for kind, items in (("Pod", snap.pods), ("Deployment", snap.deployments)):
@@ -200,5 +207,5 @@ def read_namespace(api: client.ApiClient, namespace: str, cluster: ClusterWide) 
 
 def app_namespaces(api: client.ApiClient) -> list[str]:
     """Namespaces worth analysing when none are named: all but the system ones."""
-    names = [n["metadata"]["name"] for n in get_items(api, "/api/v1/namespaces")]
+    names = [n["metadata"]["name"] for n in get_items(api, object_path(_CORE, "namespaces"))]
     return [n for n in names if n not in SYSTEM_NAMESPACES and n != "default"]

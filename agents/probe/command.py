@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from agents.probe.resources import FORBIDDEN_RESOURCES, Resource, lookup
+from agents.tools.paths import InvalidPathPart, dns_label, object_name
 
 READ_VERBS = frozenset({"get", "describe", "logs", "log", "top", "rollout", "auth", "events"})
 WRITE_VERBS = frozenset(
@@ -77,6 +79,9 @@ _IDENTITY_FLAGS = frozenset(
         "--raw",
     }
 )
+# A value with URL or path syntax in it (or any character outside printable
+# ASCII) is an attempt to reach another path, not a typo: refused, not corrected.
+_PATH_SYNTAX = re.compile(r"[/\\%#?&=:@;\s]|\.\.|[^\x21-\x7e]")
 _STREAM_FLAGS = frozenset({"-w", "--watch", "--watch-only", "-f", "--follow", "--filename"})
 _VALUE_FLAGS = {
     "-n": "namespace",
@@ -286,18 +291,21 @@ def _build(verb: str, rest: list[str], values: dict[str, str | bool], text: str)
     targets, args = _targets(verb, subverb, rest)
     strings = {k: v for k, v in values.items() if isinstance(v, str)}
     bools = {k: v for k, v in values.items() if isinstance(v, bool)}
+    namespace, container = strings.get("namespace"), strings.get("container")
+    if verb == "logs" and container is None and args:
+        container, args = args[0], args[1:]
     return KubectlCommand(
         verb=verb,
         text=text,
         subverb=subverb,
         targets=targets,
         args=args,
-        namespace=strings.get("namespace"),
+        namespace=_label(namespace, "namespace"),
         output=strings.get("output"),
         selector=strings.get("selector"),
         field_selector=strings.get("field_selector"),
         sort_by=strings.get("sort_by"),
-        container=strings.get("container"),
+        container=_label(container, "container name"),
         since=strings.get("since"),
         tail=_int_flag(values, "tail"),
         revision=_int_flag(values, "revision"),
@@ -325,18 +333,45 @@ def _targets(
         raise invalid("name several types without names, or one type with names")
     if not names:
         return tuple(Target(r) for r in resources), ()
-    return tuple(Target(resources[0], name) for name in names), ()
+    return tuple(_target(resources[0], name) for name in names), ()
 
 
 def _slash_target(word: str) -> Target:
     kind, _, name = word.partition("/")
     if not name:
         raise invalid(f"{word!r}: write TYPE/NAME, e.g. deploy/geo")
-    return Target(_resource(kind), name)
+    if "/" in name:
+        raise deny(
+            f"{_short(word)}: TYPE/NAME takes one slash; a name never contains '/', "
+            "and subresources (exec, proxy, attach, ...) are not read by the Probe"
+        )
+    return _target(_resource(kind), name)
+
+
+def _target(resource: Resource, name: str) -> Target:
+    return Target(resource, _checked(name, lambda value: object_name(resource.plural, value)))
+
+
+def _label(value: str | None, what: str) -> str | None:
+    return None if value is None else _checked(value, lambda v: dns_label(v, what=what))
+
+
+def _checked(value: str, rule: Callable[[str], str]) -> str:
+    """``value`` when the apiserver would accept it (``rule``); refused before any request."""
+    try:
+        return rule(value)
+    except InvalidPathPart as exc:
+        reason = f"{exc}; nothing was sent"
+        raise (deny(reason) if _PATH_SYNTAX.search(value) else invalid(reason)) from None
+
+
+def _short(value: str) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
 def _resource(word: str) -> Resource:
-    if word.lower() in FORBIDDEN_RESOURCES:
+    if word.lower().split(".", 1)[0] in FORBIDDEN_RESOURCES:
         raise deny("Secrets are never read: their values would reach Slack, the store or a model")
     found = lookup(word)
     if found is None:
@@ -355,7 +390,9 @@ def _log_target(rest: list[str]) -> tuple[tuple[Target, ...], tuple[str, ...]]:
         if target.resource.kind not in ("Pod", "Deployment", "ReplicaSet", "StatefulSet"):
             raise invalid("logs come from pods: use POD, pod/NAME or deploy/NAME")
     else:
-        target = Target(_resource("pods"), rest[0])
+        target = _target(_resource("pods"), rest[0])
+    if len(rest) > 2:
+        raise invalid("`kubectl logs` takes one pod and at most one container")
     return (target,), tuple(rest[1:2])
 
 
@@ -364,4 +401,6 @@ def _top_target(rest: list[str]) -> tuple[tuple[Target, ...], tuple[str, ...]]:
     resource = _resource(kind)
     if resource.kind not in ("Pod", "Node"):
         raise invalid("`kubectl top` shows pods or nodes")
-    return (Target(resource, rest[1] if len(rest) > 1 else None),), ()
+    if len(rest) > 1:
+        return (_target(resource, rest[1]),), ()
+    return (Target(resource),), ()

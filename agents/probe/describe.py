@@ -17,7 +17,7 @@ import yaml
 from kubernetes import client
 
 from agents.probe.render import Obj, age, endpoint_addresses, event_time, pod_status, strip
-from agents.probe.resources import Resource
+from agents.probe.resources import ENDPOINTS, EVENTS, PODS, REPLICASETS, Resource
 from agents.tools.kube import get_items
 from agents.tools.table import render_table
 
@@ -238,7 +238,7 @@ def _replica_sets(api: client.ApiClient, dep: Obj) -> Lines:
     meta = dep["metadata"]
     sets = [
         rs
-        for rs in get_items(api, f"/apis/apps/v1/namespaces/{meta['namespace']}/replicasets")
+        for rs in get_items(api, REPLICASETS.path(meta["namespace"]))
         if any(o.get("uid") == meta.get("uid") for o in rs["metadata"].get("ownerReferences") or [])
     ]
     current = (meta.get("annotations") or {}).get("deployment.kubernetes.io/revision")
@@ -278,7 +278,7 @@ def _service(api: client.ApiClient, svc: Obj) -> Lines:
     try:
         eps = get_items(
             api,
-            f"/api/v1/namespaces/{meta['namespace']}/endpoints",
+            ENDPOINTS.path(meta["namespace"]),
             {"fieldSelector": f"metadata.name={meta['name']}"},
         )
     except Exception:  # the Endpoints line is a courtesy; describe the Service regardless
@@ -307,7 +307,7 @@ def _node(api: client.ApiClient, node: Obj) -> Lines:
 
 def _pvc(api: client.ApiClient, pvc: Obj) -> Lines:
     spec, status, meta = pvc.get("spec") or {}, pvc.get("status") or {}, pvc["metadata"]
-    pods = get_items(api, f"/api/v1/namespaces/{meta['namespace']}/pods")
+    pods = get_items(api, PODS.path(meta["namespace"]))
     users = [
         p["metadata"]["name"]
         for p in pods
@@ -339,13 +339,9 @@ def _generic(obj: Obj) -> Lines:
 def _events(api: client.ApiClient, resource: Resource, obj: Obj) -> Lines:
     meta = obj["metadata"]
     selector = f"involvedObject.name={meta['name']},involvedObject.kind={resource.kind}"
-    path = (
-        f"/api/v1/namespaces/{meta['namespace']}/events"
-        if resource.namespaced and meta.get("namespace")
-        else "/api/v1/events"
-    )
+    namespace = meta.get("namespace") if resource.namespaced else None
     try:
-        events = get_items(api, path, {"fieldSelector": selector})
+        events = get_items(api, EVENTS.path(namespace or None), {"fieldSelector": selector})
     except Exception:  # events are context; a describe without them still helps
         return ["Events:  <unavailable>"]
     return events_table(events)

@@ -1,8 +1,9 @@
 """Run parsed read commands through the Python client as the observer, render like kubectl.
 
-``run_kubectl`` is the Probe's kubectl tool: parse (allowlist first), read
-through the observer ``ApiClient`` off the event loop, render as kubectl would,
-redact secrets, and wrap everything in a ``ToolResult``: it never raises. The
+``run_kubectl`` is the Probe's kubectl tool: parse (allowlist first, every
+name and namespace validated as the apiserver would), read through the observer
+``ApiClient`` off the event loop within one total deadline, render as kubectl
+would, redact secrets, and wrap everything in a ``ToolResult``: it never raises. The
 lab has no metrics-server, so ``kubectl top`` answers from Prometheus's
 container metrics, which is also what a responder would look at.
 """
@@ -20,14 +21,17 @@ from agents.probe.command import CommandError, KubectlCommand, Target, parse_kub
 from agents.probe.describe import describe
 from agents.probe.metrics import PrometheusClient, pod_usage
 from agents.probe.render import Obj, get_table, to_json, to_yaml
-from agents.probe.resources import Resource, lookup
+from agents.probe.resources import PODS, REPLICASETS, Resource, lookup
 from agents.redact import redact
-from agents.tools.errors import describe_error
-from agents.tools.kube import get_items, get_json, get_text, post_json
+from agents.tools.deadline import TOOL_DEADLINE_S, bounded
+from agents.tools.identity import Capability, allowed
+from agents.tools.kube import get_items, get_json, get_text
+from agents.tools.paths import dns_label
 from agents.tools.result import ToolResult
 from agents.tools.table import render_table
 
 DEFAULT_TAIL = 200
+LOG_LIMIT_BYTES = 1024 * 1024
 _SINCE = re.compile(r"^(\d+)([smh])$")
 
 
@@ -41,30 +45,48 @@ async def run_kubectl(
     api: client.ApiClient,
     prometheus: PrometheusClient | None = None,
     default_namespace: str | None = None,
+    deadline_s: float = TOOL_DEADLINE_S,
 ) -> ToolResult:
     """One read-only kubectl command as a ``ToolResult``; writes come back DENIED, unrun.
 
     Usage::
 
         result = await run_kubectl("kubectl get pods -n shop", api=observer_api)
+
+    Everything, the parse included, runs within ``deadline_s``; any failure is
+    an ERROR (or DENIED) result, never an exception.
     """
-    invocation = command.strip()
+    invocation = str(command).strip()
+    return await bounded(
+        _run(invocation, api, prometheus, default_namespace),
+        invocation=invocation,
+        deadline_s=deadline_s,
+        what=f"`{invocation[:80]}`",
+        clean=redact,
+    )
+
+
+async def _run(
+    invocation: str,
+    api: client.ApiClient,
+    prometheus: PrometheusClient | None,
+    default_namespace: str | None,
+) -> ToolResult:
     try:
-        parsed = parse_kubectl(command)
+        parsed = parse_kubectl(invocation)
     except CommandError as exc:
         if exc.denied:
             return ToolResult.denied(invocation, f"refused, nothing ran: {exc.reason}")
         return ToolResult.failure(invocation, exc.reason)
     if parsed.namespace is None and default_namespace and not parsed.all_namespaces:
-        parsed = _with_namespace(parsed, default_namespace)
+        parsed = _with_namespace(parsed, dns_label(default_namespace, what="default namespace"))
     try:
         if parsed.verb == "top":
             text = await _top(parsed, prometheus)
         else:
             text = await asyncio.to_thread(execute, api, parsed)
-    except Exception as exc:  # a tool never raises into the loop
-        message = str(exc) if isinstance(exc, KubectlError) else describe_error(exc)
-        return ToolResult.failure(invocation, redact(message))
+    except KubectlError as exc:
+        return ToolResult.failure(invocation, redact(str(exc)))
     if not text.strip():
         return ToolResult.no_data(invocation, _nothing_found(parsed))
     return ToolResult.success(invocation, redact(text), verb=parsed.verb)
@@ -175,14 +197,14 @@ def _logs(api: client.ApiClient, cmd: KubectlCommand) -> str:
     if target.resource.kind != "Pod":
         pod = _pod_of(api, target, namespace)
     query = {
-        "container": cmd.container or (cmd.args[0] if cmd.args else None),
+        "container": cmd.container,
         "tailLines": cmd.tail if cmd.tail is not None and cmd.tail >= 0 else DEFAULT_TAIL,
         "previous": cmd.previous or None,
         "sinceSeconds": _since_seconds(cmd.since),
         "timestamps": cmd.timestamps or None,
-        "limitBytes": cmd.limit_bytes,
+        "limitBytes": cmd.limit_bytes if (cmd.limit_bytes or 0) > 0 else LOG_LIMIT_BYTES,
     }
-    text = get_text(api, f"/api/v1/namespaces/{namespace}/pods/{pod}/log", query)
+    text = get_text(api, PODS.path(namespace, pod, subresource="log"), query)
     if target.resource.kind != "Pod":
         text = f"(logs of pod {pod})\n{text}"
     return text
@@ -193,7 +215,7 @@ def _pod_of(api: client.ApiClient, target: Target, namespace: str) -> str:
     owner = get_json(api, target.resource.path(namespace, target.name))
     labels = ((owner.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
     selector = ",".join(f"{k}={v}" for k, v in labels.items())
-    pods = get_items(api, f"/api/v1/namespaces/{namespace}/pods", {"labelSelector": selector})
+    pods = get_items(api, PODS.path(namespace), {"labelSelector": selector})
     if not pods:
         raise KubectlError(f"no pods found for {target.resource.kind.lower()}/{target.name}")
     pods.sort(
@@ -260,7 +282,7 @@ def _history(api: client.ApiClient, dep: Obj, namespace: str, revision: int | No
     uid = dep["metadata"].get("uid")
     sets = [
         rs
-        for rs in get_items(api, f"/apis/apps/v1/namespaces/{namespace}/replicasets")
+        for rs in get_items(api, REPLICASETS.path(namespace))
         if any(o.get("uid") == uid for o in rs["metadata"].get("ownerReferences") or [])
     ]
     by_revision = {rev: rs for rs in sets if (rev := _revision(rs)) is not None}
@@ -301,21 +323,8 @@ def _auth(api: client.ApiClient, cmd: KubectlCommand) -> str:
     verb, what = cmd.args[0], cmd.args[1]
     kind, _, name = what.partition("/")
     resource = lookup(kind)
-    attributes = {
-        "verb": verb,
-        "resource": resource.plural if resource else kind,
-        "group": _group(resource),
-        "namespace": cmd.namespace or "",
-        "name": name,
-    }
-    review = {
-        "apiVersion": "authorization.k8s.io/v1",
-        "kind": "SelfSubjectAccessReview",
-        "spec": {"resourceAttributes": attributes},
-    }
-    status = post_json(api, "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", review)
-    allowed = bool((status.get("status") or {}).get("allowed"))
-    return "yes\n" if allowed else "no\n"
+    capability = Capability(verb, resource.plural if resource else kind, _group(resource))
+    return "yes\n" if allowed(api, capability, cmd.namespace or "", name) else "no\n"
 
 
 def _group(resource: Resource | None) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from agents.tools.errors import describe_error
+from agents.tools.paths import dns_label
 from agents.tools.result import ToolResult
 from agents.tools.table import render_table
 
@@ -92,7 +93,8 @@ def _sample(item: Mapping[str, Any]) -> Sample:
 
 
 def _selector(namespace: str | None, extra: str = "") -> str:
-    parts = [f'namespace="{namespace}"'] if namespace else []
+    # A namespace is spliced into PromQL: only a valid one, so no quote can end the string.
+    parts = [f'namespace="{dns_label(namespace, what="namespace")}"'] if namespace else []
     if extra:
         parts.append(extra)
     return "{" + ",".join(parts) + "}"

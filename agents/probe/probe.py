@@ -7,7 +7,8 @@ so routing is deterministic and cheap: a kubectl command runs as written
 metric words become named Prometheus queries, trace words a Jaeger summary,
 and anything else the analyzers. At most ``max_calls`` calls run per
 instruction, an identical call is never repeated within one investigation
-(the model gets "already ran" instead), and nothing here raises.
+(the model gets "already ran" instead), each call has a total deadline, and
+nothing here raises: whatever the model writes, a failure is an observation.
 """
 
 from __future__ import annotations
@@ -25,12 +26,16 @@ from agents.probe.command import READ_VERBS, WRITE_VERBS, CommandError, parse_ku
 from agents.probe.kubectl import run_kubectl
 from agents.probe.metrics import PrometheusClient, named_query, promql_tool
 from agents.probe.traces import JaegerClient, error_traces_tool
+from agents.redact import redact
+from agents.tools.deadline import TOOL_DEADLINE_S, bounded, deadline_message
 from agents.tools.errors import describe_error
 from agents.tools.kube import get_items
+from agents.tools.paths import object_path
 from agents.tools.result import ToolResult
 
 Tool = Literal["kubectl", "metrics", "promql", "traces", "analyze"]
 DEFAULT_MAX_CALLS = 3
+ANALYZE_DEADLINE_S = 90.0
 LOG_TAIL = 50
 _INTENT_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("error_rate", ("error rate", "errors", "5xx", "failing requests", "failure rate")),
@@ -85,6 +90,10 @@ class Probe:
     max_calls: int = DEFAULT_MAX_CALLS
     namespaces: Sequence[str] = ()
     window: str = "1m"
+    deadline_s: float = TOOL_DEADLINE_S
+    """Total time for one tool call (every request and the reading of every answer)."""
+    analyze_deadline_s: float = ANALYZE_DEADLINE_S
+    """The analyzers read every kind in every namespace in scope: they get longer."""
     _seen: set[str] = field(default_factory=set, init=False, repr=False)
     _workloads: dict[str, _Workload] | None = field(default=None, init=False, repr=False)
 
@@ -100,9 +109,17 @@ class Probe:
     async def run(self, instruction: str) -> list[ToolResult]:
         """At most ``max_calls`` results for one instruction; never raises."""
         try:
-            calls = await self.plan(instruction)
+            return await self._run(instruction)
         except Exception as exc:  # the Probe never raises into the loop
-            return [ToolResult.failure(instruction.strip()[:200], describe_error(exc))]
+            invocation = str(instruction).strip()[:200]
+            return [ToolResult.failure(invocation, redact(describe_error(exc)))]
+
+    async def _run(self, instruction: str) -> list[ToolResult]:
+        try:
+            calls = await asyncio.wait_for(self.plan(instruction), self.deadline_s)
+        except TimeoutError:
+            reason = deadline_message("listing the workloads", self.deadline_s)
+            return [ToolResult.failure(instruction.strip()[:200], reason)]
         results = []
         for call in calls[: self.max_calls]:
             if call.invocation in self._seen:
@@ -202,9 +219,10 @@ class Probe:
         return self._workloads
 
     def _list_workloads(self) -> dict[str, _Workload]:
-        paths = [f"/apis/apps/v1/namespaces/{ns}/deployments" for ns in self.namespaces]
+        scopes: list[str | None] = list(self.namespaces) or [None]
+        paths = [object_path("/apis/apps/v1", "deployments", namespace=ns) for ns in scopes]
         found: dict[str, _Workload] = {}
-        for path in paths or ["/apis/apps/v1/deployments"]:
+        for path in paths:
             for dep in get_items(self.observer_api, path):
                 labels = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
                 selector = ",".join(f"{k}={v}" for k, v in labels.items())
@@ -216,29 +234,37 @@ class Probe:
     # -- running ----------------------------------------------------------------------------
 
     async def _execute(self, call: Call) -> ToolResult:
-        try:
-            if call.tool == "kubectl":
-                return await run_kubectl(
-                    call.invocation,
-                    api=self.observer_api,
-                    prometheus=self.prometheus,
-                    default_namespace=self._default_namespace(),
-                )
-            if call.tool == "metrics":
-                return await self._metrics(call)
-            if call.tool == "traces":
-                return await self._traces(call)
-            if call.tool == "promql":
-                return await self._promql(call)
-            return await analyzers_tool(
-                self.observer_api,
-                namespaces=self._scope(call),
-                prometheus_url=self.prometheus_url,
-                jaeger_url=self.jaeger_url,
-                window=self.window,
+        """One call within ``deadline_s``; any exception or timeout is an ERROR result."""
+        return await bounded(
+            self._dispatch(call),
+            invocation=call.invocation,
+            deadline_s=self.analyze_deadline_s if call.tool == "analyze" else self.deadline_s,
+            what=f"`{call.invocation}`",
+            clean=redact,
+        )
+
+    async def _dispatch(self, call: Call) -> ToolResult:
+        if call.tool == "kubectl":
+            return await run_kubectl(
+                call.invocation,
+                api=self.observer_api,
+                prometheus=self.prometheus,
+                default_namespace=self._default_namespace(),
+                deadline_s=self.deadline_s,
             )
-        except Exception as exc:  # each tool is guarded; this is the last line of defence
-            return ToolResult.failure(call.invocation, describe_error(exc))
+        if call.tool == "metrics":
+            return await self._metrics(call)
+        if call.tool == "traces":
+            return await self._traces(call)
+        if call.tool == "promql":
+            return await self._promql(call)
+        return await analyzers_tool(
+            self.observer_api,
+            namespaces=self._scope(call),
+            prometheus_url=self.prometheus_url,
+            jaeger_url=self.jaeger_url,
+            window=self.window,
+        )
 
     def _default_namespace(self) -> str | None:
         return self.namespaces[0] if len(self.namespaces) == 1 else None

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agents.tools.paths import object_path
+
 
 @dataclass(frozen=True)
 class Resource:
@@ -20,12 +22,21 @@ class Resource:
     namespaced: bool = True
     aliases: tuple[str, ...] = ()
 
-    def path(self, namespace: str | None, name: str | None = None) -> str:
-        base = self.prefix
-        if self.namespaced and namespace:
-            base += f"/namespaces/{namespace}"
-        base += f"/{self.plural}"
-        return f"{base}/{name}" if name else base
+    def path(
+        self, namespace: str | None, name: str | None = None, *, subresource: str | None = None
+    ) -> str:
+        """The validated API path; ``namespace`` is ignored for cluster-scoped kinds.
+
+        Raises ``agents.tools.paths.InvalidPathPart`` for a name or namespace the
+        apiserver would not accept, before anything is sent.
+        """
+        return object_path(
+            self.prefix,
+            self.plural,
+            namespace=namespace if self.namespaced and namespace else None,
+            name=name or None,
+            subresource=subresource,
+        )
 
 
 _CORE = "/api/v1"
@@ -60,7 +71,7 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("statefulsets", "StatefulSet", _APPS, aliases=("sts", "statefulset")),
     Resource("daemonsets", "DaemonSet", _APPS, aliases=("ds", "daemonset")),
     Resource("jobs", "Job", "/apis/batch/v1", aliases=("job",)),
-    Resource("cronjobs", "CronJob", "/apis/batch/v1beta1", aliases=("cj", "cronjob")),
+    Resource("cronjobs", "CronJob", "/apis/batch/v1", aliases=("cj", "cronjob")),
     Resource(
         "horizontalpodautoscalers",
         "HorizontalPodAutoscaler",
@@ -87,6 +98,13 @@ FORBIDDEN_RESOURCES = frozenset({"secret", "secrets"})
 """Never read, whatever the identity could do: secrets would reach Slack, the store or a model."""
 
 _BY_NAME = {name: r for r in RESOURCES for name in (r.plural, *r.aliases)}
+_BY_PLURAL = {r.plural: r for r in RESOURCES}
+
+PODS = _BY_PLURAL["pods"]
+DEPLOYMENTS = _BY_PLURAL["deployments"]
+REPLICASETS = _BY_PLURAL["replicasets"]
+ENDPOINTS = _BY_PLURAL["endpoints"]
+EVENTS = _BY_PLURAL["events"]
 
 
 def lookup(name: str) -> Resource | None:

@@ -15,6 +15,9 @@ import aiohttp
 from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from agents.tools.kube import RequestRefusedError, ResponseTooLargeError
+from agents.tools.paths import InvalidPathPart
+
 _FORBIDDEN = re.compile(
     r'User "(?P<user>[^"]+)" cannot (?P<verb>\S+) resource "(?P<resource>[^"]+)"'
     r'(?: in API group "(?P<group>[^"]*)")?(?: in the namespace "(?P<ns>[^"]+)")?'
@@ -62,6 +65,10 @@ def describe_error(exc: BaseException, *, service: str = "the Kubernetes API") -
     """Any exception a tool may meet, as one actionable sentence."""
     if isinstance(exc, ApiException):
         return api_error_message(exc)
+    if isinstance(exc, RequestRefusedError | InvalidPathPart):
+        return f"refused, nothing was sent: {exc}"
+    if isinstance(exc, ResponseTooLargeError):
+        return str(exc)
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return f"{service} did not answer in time; it may be overloaded or unreachable"
     if isinstance(exc, aiohttp.ClientResponseError):

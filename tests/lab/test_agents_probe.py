@@ -23,7 +23,7 @@ from agents.probe import Probe
 from agents.probe.kubectl import run_kubectl
 from agents.probe.metrics import PrometheusClient
 from agents.tools.errors import describe_error
-from agents.tools.kube import request
+from agents.tools.kube import RequestRefusedError, request
 from agents.tools.result import ToolStatus
 
 HOTEL = "test-hotel-reservation"
@@ -101,11 +101,15 @@ def test_the_apiserver_refuses_the_observer_when_our_allowlist_is_bypassed(
     observer: client.ApiClient,
 ) -> None:
     pods = client.CoreV1Api(observer).list_namespaced_pod(HOTEL).items
+    # Our request guard refuses a Secret path before sending it; the generated
+    # client has no such guard, so it shows what the apiserver does on its own.
+    with pytest.raises(RequestRefusedError):
+        request(observer, "GET", f"/api/v1/namespaces/{HOTEL}/secrets")
     attempts = [
         lambda: request(
             observer, "DELETE", f"/api/v1/namespaces/{HOTEL}/pods/{pods[0].metadata.name}"
         ),
-        lambda: request(observer, "GET", f"/api/v1/namespaces/{HOTEL}/secrets"),
+        lambda: client.CoreV1Api(observer).list_namespaced_secret(HOTEL),
         lambda: apply_action(observer, Scale(namespace=HOTEL, name="geo", replicas=0)),
     ]
     for attempt in attempts:
