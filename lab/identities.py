@@ -2,15 +2,22 @@
 
 The lab applies ``manifests/rbac`` exactly as a user would apply it to a real
 cluster, then asks the apiserver for ServiceAccount tokens (TokenRequest) and
-writes one kubeconfig per identity. Tests then prove the read-only promise with
-the apiserver's own refusals rather than with our code's good behaviour.
+writes one kubeconfig per identity. The executor is bound, as a user would bind
+it, with one copy of ``executor-namespace/rolebinding.yaml`` per managed
+namespace: the lab's app namespaces and nothing else. Tests then prove the
+read-only promise and the executor's limits with the apiserver's own refusals
+rather than with our code's good behaviour.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import yaml
 from kubernetes import client
 
 from lab.controlplane import write_kubeconfig
@@ -53,3 +60,19 @@ def create_identities(
             token=_token(core, f"aoi-{role}"),
         )
     return Identities(observer_kubeconfig=paths["observer"], executor_kubeconfig=paths["executor"])
+
+
+def executor_bindings(namespaces: Iterable[str], *, rbac_dir: Path) -> list[dict[str, Any]]:
+    """The shipped executor RoleBinding, one copy per managed namespace."""
+    template = yaml.safe_load((rbac_dir / "executor-namespace" / "rolebinding.yaml").read_text())
+    bindings = []
+    for namespace in sorted(set(namespaces)):
+        binding = copy.deepcopy(template)
+        binding["metadata"]["namespace"] = namespace
+        bindings.append(binding)
+    return bindings
+
+
+def bind_executor(api: client.ApiClient, namespaces: Iterable[str], *, rbac_dir: Path) -> None:
+    """Let the executor act in ``namespaces`` (which must exist) and nowhere else."""
+    ObjectStore(api).create_all(executor_bindings(namespaces, rbac_dir=rbac_dir))

@@ -28,7 +28,7 @@ from lab.errors import LabError
 from lab.faults import FAULTS, FaultContext, Verdict
 from lab.faults.base import all_of
 from lab.faults.inapp import clear_on_restart
-from lab.identities import DEFAULT_RBAC_DIR, create_identities
+from lab.identities import DEFAULT_RBAC_DIR, bind_executor, create_identities
 from lab.k8s import ObjectStore, api_client
 from lab.kubelet.images import ImageCatalog
 from lab.kubelet.simulator import KubeletSimulator, World
@@ -136,6 +136,12 @@ class Lab:
         await asyncio.to_thread(store.create_all, system_objects())
         for app in self.apps:
             await asyncio.to_thread(store.create_all, render(app))
+        await asyncio.to_thread(
+            bind_executor,
+            self._api,
+            [app.namespace for app in self.apps],
+            rbac_dir=self.rbac_dir,
+        )
         self._tasks = [
             asyncio.create_task(self._loop(self._observe, self.tick_s), name="lab-model"),
             asyncio.create_task(self._loop(self._run_periodic, PERIODIC_S), name="lab-chaos"),

@@ -44,3 +44,7 @@ class IllegalTransition(StoreError):  # noqa: N818
 
 class ProposalNotFound(StoreError):  # noqa: N818
     """No proposal has the given id."""
+
+
+class ApprovalRefused(StoreError):  # noqa: N818
+    """The approval policy does not admit this approver for this proposal (nothing changed)."""

@@ -126,6 +126,7 @@ class Proposal(SQLModel, table=True):
 
     `state` only moves through `store.proposals` (compare-and-set updates), and
     `version` counts those moves, so two replicas can never both act on one row.
+    Moving to APPROVED applies a `store.policy.ApprovalPolicy` in the same statement.
     """
 
     __tablename__ = "proposals"
@@ -143,6 +144,13 @@ class Proposal(SQLModel, table=True):
     verification_query: str = Field(default="", sa_type=sa.Text)
     requester: str = ""
     approver: str | None = None
+    # What the approve transition admitted the approver by ({"via": "approvers" | "group:S..",
+    # "automatic": bool}); execute re-checks it against the approval policy.
+    approval: dict[str, Any] | None = _json()
+    # Where each value of the action comes from (see agents.executor.provenance); the
+    # store filters on restores_only: automatic approvals may only approve restorations.
+    provenance: list[dict[str, Any]] | None = _json()
+    restores_only: bool = False
     state: ProposalState = Field(
         default=ProposalState.PENDING,
         sa_column=enum_column(ProposalState, default=ProposalState.PENDING, index=True),

@@ -21,9 +21,18 @@ States::
        │ expire ▶ EXPIRED       │
        └─ mark_stale ▶ STALE ◀──┘
 
+Moving to APPROVED is only ever `approve`, which applies an `ApprovalPolicy` in
+the same statement: an approver outside the policy, or an empty one, is refused
+before it; the requester approving their own proposal (self-approval off) and an
+automatic approval of anything but restorations are conditions of the WHERE
+clause itself, so no concurrent path can slip between a check and the write.
+
 Example::
 
-    if approve(engine, proposal_id, approver="U123") and claim_for_execution(engine, proposal_id):
+    policy = ApprovalPolicy(approvers=frozenset({"U123"}))
+    if approve(engine, proposal_id, approver="U123", policy=policy) and claim_for_execution(
+        engine, proposal_id
+    ):
         run_the_action()
 """
 
@@ -37,8 +46,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from store.errors import IllegalTransition
+from store.errors import ApprovalRefused, IllegalTransition
 from store.models import Proposal, ProposalState
+from store.policy import ApprovalPolicy
 from store.types import utcnow
 
 Target = Engine | Session
@@ -61,7 +71,9 @@ LEGAL_TRANSITIONS: dict[ProposalState, frozenset[ProposalState]] = {
 
 # Columns a transition may never set directly: identity, the state machine itself,
 # and the row's history.
-_PROTECTED_FIELDS = frozenset({"id", "incident_id", "state", "version", "created_at"})
+_PROTECTED_FIELDS = frozenset(
+    {"id", "incident_id", "state", "version", "created_at", "approval", "restores_only"}
+)
 _PROPOSAL_FIELDS = frozenset(Proposal.model_fields)
 
 
@@ -91,27 +103,92 @@ def transition(
     (someone else moved it first, or it does not exist). With a Session the
     change joins the session's transaction and the caller commits; with an
     Engine it commits at once. Objects already loaded in a session are not
-    refreshed.
+    refreshed. APPROVED is reached only through `approve`, which applies the policy.
     """
+    _check_fields(fields)
+    check_transition(from_state, to_state)
+    if to_state is ProposalState.APPROVED:
+        raise IllegalTransition(
+            "a proposal becomes APPROVED only through store.proposals.approve, which applies "
+            "the approval policy"
+        )
     return _compare_and_set(
         target, proposal_id, from_states=(from_state,), to_state=to_state, **fields
     )
 
 
 def approve(
-    target: Target, proposal_id: int, *, approver: str, now: datetime | None = None
+    target: Target,
+    proposal_id: int,
+    *,
+    approver: str | None,
+    policy: ApprovalPolicy,
+    approver_groups: frozenset[str] = frozenset(),
+    automatic: bool = False,
+    now: datetime | None = None,
 ) -> bool:
-    """PENDING → APPROVED by `approver`, only while the proposal has not expired."""
+    """PENDING → APPROVED by `approver` if `policy` admits them, while the proposal is unexpired.
+
+    `approver_groups` are the groups the front end resolved for the approver;
+    `automatic` marks an approval no person gave (`--yes`, a benchmark), which
+    may only approve a proposal that restores values. Raises `ApprovalRefused`
+    (nothing changed) when the policy refuses; returns False when the proposal
+    is not PENDING any more, has expired, or does not exist.
+    """
     now = now or utcnow()
-    return _compare_and_set(
+    groups = frozenset(approver_groups)
+    # Who the approver is; whether they are also the requester is the statement's to check.
+    refusal = policy.authorises(approver, requester="", approver_groups=groups)
+    if refusal is not None or approver is None:
+        raise ApprovalRefused(f"proposal {proposal_id} not approved: {refusal}")
+    conditions = [col(Proposal.expires_at) > now]
+    if not policy.allow_self_approval:
+        conditions.append(col(Proposal.requester) != approver)
+    if automatic:
+        conditions.append(col(Proposal.restores_only).is_(True))
+    won = _compare_and_set(
         target,
         proposal_id,
         from_states=(ProposalState.PENDING,),
         to_state=ProposalState.APPROVED,
-        extra_where=col(Proposal.expires_at) > now,
+        extra_where=sa.and_(*conditions),
         approver=approver,
+        approval={"via": policy.admitted_by(approver, groups), "automatic": automatic},
         decided_at=now,
+        _approving=True,
     )
+    if not won:
+        _explain_lost_approval(target, proposal_id, approver, policy, automatic=automatic, now=now)
+    return won
+
+
+def _explain_lost_approval(
+    target: Target,
+    proposal_id: int,
+    approver: str,
+    policy: ApprovalPolicy,
+    *,
+    automatic: bool,
+    now: datetime,
+) -> None:
+    """Raise `ApprovalRefused` when the policy's own conditions, not a race, stopped the write."""
+    statement = sa.select(
+        col(Proposal.state),
+        col(Proposal.requester),
+        col(Proposal.expires_at),
+        col(Proposal.restores_only),
+    ).where(col(Proposal.id) == proposal_id)
+    row = _first(target, statement)
+    if row is None or row.state is not ProposalState.PENDING or row.expires_at <= now:
+        return
+    refusal = policy.authorises(approver, requester=row.requester)
+    if refusal is None and automatic and not row.restores_only:
+        refusal = (
+            "an automatic approval covers restorations only, and this proposal sets a new "
+            "value: a person must look at its diff and approve it"
+        )
+    if refusal is not None:
+        raise ApprovalRefused(f"proposal {proposal_id} not approved: {refusal}")
 
 
 def reject(
@@ -204,11 +281,13 @@ def _compare_and_set(
     from_states: Collection[ProposalState],
     to_state: ProposalState,
     extra_where: sa.ColumnElement[bool] | None = None,
+    _approving: bool = False,
     **fields: Any,
 ) -> bool:
     for from_state in from_states:
         check_transition(from_state, to_state)
-    _check_fields(fields)
+    if not _approving:
+        _check_fields(fields)
     conditions: list[sa.ColumnElement[bool]] = [
         col(Proposal.id) == proposal_id,
         col(Proposal.state).in_(list(from_states)),
@@ -230,6 +309,14 @@ def _check_fields(fields: dict[str, Any]) -> None:
         raise TypeError(f"proposals have no column(s) {', '.join(unknown)}")
     if protected:
         raise TypeError(f"a transition may not set {', '.join(protected)} directly")
+
+
+def _first(target: Target, statement: sa.Executable) -> sa.Row[Any] | None:
+    """One row read through the session's own connection (inside its transaction) or a new one."""
+    if isinstance(target, Engine):
+        with target.connect() as connection:
+            return connection.execute(statement).first()
+    return target.connection().execute(statement).first()
 
 
 def _execute(target: Target, statement: sa.Update) -> int:

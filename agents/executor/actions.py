@@ -4,19 +4,28 @@ A proposal shown to a human must say exactly what will run, on what, and what
 should happen next; free text cannot be checked and cannot be replayed. Each
 action is a pydantic model (discriminated by ``action``) that knows its target
 (kind/namespace/name), the kubectl command it corresponds to, the effect it
-should have, and the read-only check that proves it worked. Nothing here talks
-to a cluster: ``agents.executor.apply`` runs actions, ``verify`` checks them.
+should have, and the read-only check that proves it worked. Every action acts
+inside one namespace: node actions (cordon, drain) are cluster-wide and stay with
+cluster administrators, so the executor identity needs no cluster-wide right.
+Nothing here talks to a cluster: ``agents.executor.apply`` runs actions,
+``verify`` checks them.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
+from agents.redact import redact
+
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 _RESOURCE_KEYS = frozenset({"cpu", "memory", "ephemeral-storage"})
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+_Argument = Annotated[str, Field(max_length=4096)]
+_PORT_NAME = r"^[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$"  # an IANA service name (with a letter)
 
 
 class Target(BaseModel):
@@ -47,8 +56,8 @@ class _Action(BaseModel):
         raise NotImplementedError
 
     def describe(self) -> str:
-        """One line for people (Slack, the console): the equivalent kubectl command."""
-        return self.kubectl()
+        """One line for people (Slack, the console): the equivalent kubectl command, redacted."""
+        return redact(self.kubectl())
 
     def expected_effect(self) -> str:
         raise NotImplementedError
@@ -137,7 +146,7 @@ class SetImage(_ContainerAction):
 
 class SetCommand(_ContainerAction):
     action: Literal["set_command"] = "set_command"
-    command: list[str] = Field(min_length=1)
+    command: list[_Argument] = Field(min_length=1, max_length=64)
 
     def kubectl(self) -> str:
         container = {"name": self.container or "<first container>", "command": self.command}
@@ -152,6 +161,14 @@ class SetEnv(_ContainerAction):
     action: Literal["set_env"] = "set_env"
     env: dict[str, str | None] = Field(min_length=1)
     """Variable → value; None removes the variable."""
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str | None]) -> dict[str, str | None]:
+        wrong = sorted(k for k in value if not _ENV_NAME.match(k))
+        if wrong:
+            raise ValueError(f"not environment variable name(s): {wrong}")
+        return value
 
     def kubectl(self) -> str:
         pairs = " ".join(f"{k}={v}" if v is not None else f"{k}-" for k, v in self.env.items())
@@ -197,7 +214,14 @@ class PatchServicePort(_Action):
     target_kind: ClassVar[str] = "Service"
     port: int | None = Field(default=None, ge=1, le=65535)
     """The Service port to fix; None means its only (or first) port."""
-    target_port: int | str
+    target_port: Annotated[int, Field(ge=1, le=65535)] | Annotated[str, Field(pattern=_PORT_NAME)]
+
+    @field_validator("target_port")
+    @classmethod
+    def _named_port(cls, value: int | str) -> int | str:
+        if isinstance(value, str) and not any(c.isalpha() for c in value):
+            raise ValueError(f"{value!r} is neither a port number nor a port name")
+        return value
 
     def kubectl(self) -> str:
         patch = {
@@ -265,37 +289,6 @@ class DeletePod(_Action):
         return f"pod {self.namespace}/{self.name} is gone (or is a new pod with a new uid)"
 
 
-class _NodeAction(_Action):
-    target_kind: ClassVar[str] = "Node"
-    namespace: Literal[""] = ""  # type: ignore[assignment]
-
-
-class Cordon(_NodeAction):
-    action: Literal["cordon"] = "cordon"
-
-    def kubectl(self) -> str:
-        return f"kubectl cordon {self.name}"
-
-    def expected_effect(self) -> str:
-        return f"node {self.name} takes no new pods (running pods stay)"
-
-    def verification(self) -> str:
-        return f"node {self.name} is marked unschedulable"
-
-
-class Uncordon(_NodeAction):
-    action: Literal["uncordon"] = "uncordon"
-
-    def kubectl(self) -> str:
-        return f"kubectl uncordon {self.name}"
-
-    def expected_effect(self) -> str:
-        return f"node {self.name} takes new pods again"
-
-    def verification(self) -> str:
-        return f"node {self.name} is schedulable"
-
-
 ActionSpec = Annotated[
     Scale
     | ScaleNeighbour
@@ -308,9 +301,7 @@ ActionSpec = Annotated[
     | PatchServicePort
     | PatchServiceSelector
     | PatchConfigMap
-    | DeletePod
-    | Cordon
-    | Uncordon,
+    | DeletePod,
     Field(discriminator="action"),
 ]
 ACTION_ADAPTER: TypeAdapter[ActionSpec] = TypeAdapter(ActionSpec)
@@ -327,8 +318,6 @@ ACTIONS: tuple[str, ...] = (
     "patch_service_selector",
     "patch_configmap",
     "delete_pod",
-    "cordon",
-    "uncordon",
 )
 
 

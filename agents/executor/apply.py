@@ -17,7 +17,6 @@ from kubernetes import client
 
 from agents.executor.actions import (
     ActionSpec,
-    Cordon,
     DeletePod,
     PatchConfigMap,
     PatchServicePort,
@@ -30,9 +29,9 @@ from agents.executor.actions import (
     SetImage,
     SetResources,
     Target,
-    Uncordon,
 )
 from agents.tools.kube import get_items, get_json, request
+from agents.tools.paths import object_path
 from store.types import utcnow
 
 REVISION = "deployment.kubernetes.io/revision"
@@ -47,17 +46,22 @@ class ApplyError(RuntimeError):
     """The action cannot be carried out as asked (no earlier revision, no such container)."""
 
 
-def target_path(target: Target) -> str:
-    """The API path of an action's target object."""
-    ns = f"/namespaces/{target.namespace}"
-    paths = {
-        "Deployment": f"/apis/apps/v1{ns}/deployments/{target.name}",
-        "Service": f"/api/v1{ns}/services/{target.name}",
-        "ConfigMap": f"/api/v1{ns}/configmaps/{target.name}",
-        "Pod": f"/api/v1{ns}/pods/{target.name}",
-        "Node": f"/api/v1/nodes/{target.name}",
-    }
-    return paths[target.kind]
+_TARGET_KINDS = {
+    "Deployment": ("/apis/apps/v1", "deployments"),
+    "Service": ("/api/v1", "services"),
+    "ConfigMap": ("/api/v1", "configmaps"),
+    "Pod": ("/api/v1", "pods"),
+    "Node": ("/api/v1", "nodes"),
+}
+
+
+def target_path(target: Target, subresource: str | None = None) -> str:
+    """The API path of an action's target object, from validated parts (``InvalidPathPart``)."""
+    prefix, plural = _TARGET_KINDS[target.kind]
+    namespace = None if plural == "nodes" else target.namespace
+    return object_path(
+        prefix, plural, namespace=namespace, name=target.name, subresource=subresource
+    )
 
 
 def read_target(api: client.ApiClient, target: Target) -> dict[str, Any]:
@@ -74,7 +78,9 @@ def apply_action(api: client.ApiClient, spec: ActionSpec) -> dict[str, Any]:
     """Run ``spec``; returns what was done (for the proposal's result). Raises on API errors."""
     path = target_path(spec.target)
     if isinstance(spec, Scale):
-        _patch(api, path + "/scale", {"spec": {"replicas": spec.replicas}}, "merge")
+        _patch(
+            api, target_path(spec.target, "scale"), {"spec": {"replicas": spec.replicas}}, "merge"
+        )
         return {"replicas": spec.replicas}
     if isinstance(spec, RolloutRestart):
         stamp = utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -101,10 +107,6 @@ def _object_patch(api: client.ApiClient, path: str, spec: ActionSpec) -> dict[st
         uid = get_json(api, path)["metadata"].get("uid")
         request(api, "DELETE", path)
         return {"deleted_uid": uid}
-    if isinstance(spec, Cordon | Uncordon):
-        unschedulable = isinstance(spec, Cordon)
-        _patch(api, path, {"spec": {"unschedulable": unschedulable}}, "merge")
-        return {"unschedulable": unschedulable}
     raise ApplyError(f"no way to apply {spec.action}")
 
 
@@ -163,7 +165,9 @@ def rollback(api: client.ApiClient, spec: Rollback) -> dict[str, Any]:
     current = revision_of(dep)
     owned = [
         rs
-        for rs in get_items(api, f"/apis/apps/v1/namespaces/{spec.namespace}/replicasets")
+        for rs in get_items(
+            api, object_path("/apis/apps/v1", "replicasets", namespace=spec.namespace)
+        )
         if any(
             o.get("uid") == dep["metadata"].get("uid")
             for o in rs["metadata"].get("ownerReferences") or []

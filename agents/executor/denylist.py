@@ -3,9 +3,11 @@
 Approval is a human judgement under time pressure; some changes are too
 destructive or too privileged to ever be one click away: deleting namespaces,
 nodes or volumes, anything on RBAC objects or Secrets, exec / port-forward /
-attach / cp, and any change in the system namespaces. The list is checked when
-a command is parsed, when a proposal is made, and again right before an
-approved proposal runs, so a tampered database row cannot slip past it.
+attach / cp, any change in a protected namespace, and the values
+``agents.executor.rules`` never accepts (shells, unlisted registries, replica
+counts out of bounds). The list is checked when a command is parsed, when a
+proposal is made, and again right before an approved proposal runs, so a
+tampered database row cannot slip past it.
 """
 
 from __future__ import annotations
@@ -13,8 +15,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from agents.executor.actions import ActionSpec
+from agents.executor.rules import (
+    DEFAULT_PROTECTED_NAMESPACES,
+    DEFAULT_RULES,
+    ActionRules,
+    value_refusal,
+)
 
-PROTECTED_NAMESPACES = frozenset({"kube-system", "aoi-system", "kube-public", "kube-node-lease"})
+PROTECTED_NAMESPACES = DEFAULT_PROTECTED_NAMESPACES
 INTERACTIVE_VERBS = frozenset({"exec", "port-forward", "attach", "cp", "proxy", "debug"})
 NEVER_DELETED = frozenset(
     {
@@ -32,15 +40,17 @@ NEVER_TOUCHED = frozenset(
 )  # fmt: skip
 
 
-def check_spec(spec: ActionSpec) -> str | None:
+def check_spec(spec: ActionSpec, rules: ActionRules = DEFAULT_RULES) -> str | None:
     """Why this action may never run, or None."""
-    if spec.namespace in PROTECTED_NAMESPACES:
-        return (f"{spec.namespace} is a system namespace: the Executor only reads there; "
+    if spec.namespace in rules.protected_namespaces:
+        return (f"{spec.namespace} is a protected namespace: the Executor only reads there; "
                 "a human with cluster-admin rights must make this change")  # fmt: skip
-    return None
+    return value_refusal(spec, rules)
 
 
-def check_command(verb: str, words: Sequence[str], namespace: str | None) -> str | None:
+def check_command(
+    verb: str, words: Sequence[str], namespace: str | None, rules: ActionRules = DEFAULT_RULES
+) -> str | None:
     """Why a kubectl write command may never run (before it is even parsed into an action)."""
     if verb in INTERACTIVE_VERBS:
         return f"`kubectl {verb}` opens a session into the cluster; the Executor never does that"
@@ -52,6 +62,6 @@ def check_command(verb: str, words: Sequence[str], namespace: str | None) -> str
     deleted = sorted(kinds & NEVER_DELETED)
     if verb == "delete" and deleted:
         return f"deleting {', '.join(deleted)} is never allowed: it destroys data or capacity"
-    if namespace in PROTECTED_NAMESPACES:
-        return f"{namespace} is a system namespace: the Executor only reads there"
+    if namespace in rules.protected_namespaces:
+        return f"{namespace} is a protected namespace: the Executor only reads there"
     return None

@@ -5,6 +5,8 @@ type (``kubectl rollout undo deploy/geo -n hotel``), sometimes as structured
 JSON. Either way the result is one catalogue action or an ``ActionError``
 saying why not: unknown verbs, patches the catalogue cannot express, and
 anything on the denylist (``denied=True``) are refused before a proposal exists.
+The text is the model's, so nothing in it may raise anything else: whatever
+goes wrong while reading it becomes an ``ActionError`` that says what to write.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from pydantic import ValidationError
 
 from agents.executor.actions import (
     ActionSpec,
-    Cordon,
     DeletePod,
     PatchConfigMap,
     PatchServicePort,
@@ -30,10 +31,10 @@ from agents.executor.actions import (
     SetEnv,
     SetImage,
     SetResources,
-    Uncordon,
     action_from_json,
 )
 from agents.executor.denylist import check_command, check_spec
+from agents.executor.rules import DEFAULT_RULES, ActionRules
 
 _SHELL = re.compile(r"[|;&<>`]|\$[({]|[\r\n]")
 _VALUE_FLAGS = {
@@ -53,7 +54,12 @@ _DEPLOYMENT = frozenset({"deploy", "deployment", "deployments", "deployment.apps
 _SERVICE = frozenset({"svc", "service", "services"})
 _CONFIGMAP = frozenset({"cm", "configmap", "configmaps"})
 _POD = frozenset({"po", "pod", "pods"})
-_NODE = frozenset({"no", "node", "nodes"})
+_NODE_VERBS = frozenset({"cordon", "uncordon", "drain", "taint"})
+_DIGITS = re.compile(r"[0-9]{1,9}")
+_HINT = (
+    "write one kubectl command (e.g. `kubectl rollout undo deploy/NAME -n NAMESPACE`) "
+    "or one JSON action"
+)
 
 
 class ActionError(ValueError):
@@ -65,33 +71,53 @@ class ActionError(ValueError):
         self.denied = denied
 
 
-def parse_action(instruction: str, *, default_namespace: str | None = None) -> ActionSpec:
-    """One action from a kubectl write command or a JSON object; raises ``ActionError``.
+def parse_action(
+    instruction: str, *, default_namespace: str | None = None, rules: ActionRules = DEFAULT_RULES
+) -> ActionSpec:
+    """One action from a kubectl write command or a JSON object; raises only ``ActionError``.
+
+    A returned action has passed the denylist under ``rules`` (protected
+    namespaces, image registries, no shells, replica bounds).
 
     Usage::
 
         spec = parse_action("kubectl scale deploy/user-service --replicas=1 -n social")
         spec.kubectl()   # 'kubectl scale deploy/user-service --replicas=1 -n social'
     """
-    text = instruction.strip().strip("`").strip()
-    spec = _from_json(text) if text.startswith("{") else _from_kubectl(text, default_namespace)
-    denied = check_spec(spec)
+    try:
+        spec = _parse(instruction, default_namespace, rules)
+    except ActionError:
+        raise
+    except ValidationError as exc:
+        raise ActionError(f"not a valid action: {validation_problems(exc)}") from None
+    except Exception as exc:  # the text is the model's: nothing in it may escape as a crash
+        why = f"{type(exc).__name__}: {str(exc)[:120]}"
+        raise ActionError(f"cannot read that action ({why}); {_HINT}") from None
+    denied = check_spec(spec, rules)
     if denied:
         raise ActionError(denied, denied=True)
     return spec
 
 
-def _from_json(text: str) -> ActionSpec:
-    try:
+def validation_problems(exc: ValidationError) -> str:
+    """pydantic's complaints as one line: ``field: message; ...`` (the first five)."""
+    problems = [
+        f"{'.'.join(str(p) for p in e['loc']) or 'action'}: {e['msg']}" for e in exc.errors()
+    ]
+    more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+    return "; ".join(problems[:5]) + more
+
+
+def _parse(instruction: str, default_namespace: str | None, rules: ActionRules) -> ActionSpec:
+    if not isinstance(instruction, str):
+        raise ActionError(f"an instruction is text, not {type(instruction).__name__}; {_HINT}")
+    text = instruction.strip().strip("`").strip()
+    if text.startswith("{"):
         return action_from_json(text)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise ActionError(f"not a valid action: {problems}") from None
+    return _from_kubectl(text, default_namespace, rules)
 
 
-def _from_kubectl(text: str, default_namespace: str | None) -> ActionSpec:
+def _from_kubectl(text: str, default_namespace: str | None, rules: ActionRules) -> ActionSpec:
     if _SHELL.search(text.split(" -p ", 1)[0].split(" --patch", 1)[0]):
         raise ActionError(
             "one kubectl command at a time, without shell pipes or chaining", denied=True
@@ -107,7 +133,7 @@ def _from_kubectl(text: str, default_namespace: str | None) -> ActionSpec:
         raise ActionError(
             "empty command: write e.g. `kubectl rollout undo deploy/NAME -n NAMESPACE`"
         )
-    denied = check_command(positional[0], positional[1:], namespace)
+    denied = check_command(positional[0], positional[1:], namespace, rules)
     if denied:
         raise ActionError(denied, denied=True)
     if unknown:
@@ -167,21 +193,23 @@ def _build(verb: str, rest: list[str], flags: dict[str, str], namespace: str | N
             return DeletePod(
                 namespace=_need_namespace(namespace), name=_target(rest, _POD, "a pod")
             )
-        if verb in ("cordon", "uncordon"):
-            node = rest[0].split("/", 1)[-1] if rest else ""
-            return Cordon(name=node) if verb == "cordon" else Uncordon(name=node)
     except ValidationError as exc:
-        raise ActionError(f"invalid {verb} command: {exc.errors()[0]['msg']}") from None
+        raise ActionError(f"invalid {verb} command: {validation_problems(exc)}") from None
+    if verb in _NODE_VERBS:
+        raise ActionError(
+            f"`kubectl {verb}` changes a node for the whole cluster; the Executor only changes "
+            "workloads in the namespaces it manages: ask a cluster administrator",
+            denied=True,
+        )
     raise ActionError(
         f"`kubectl {verb}` is not in the action catalogue: use scale, rollout "
-        "restart|undo, set image|env|resources, patch svc|deploy|cm, delete pod, "
-        "cordon or uncordon"
+        "restart|undo, set image|env|resources, patch svc|deploy|cm or delete pod"
     )
 
 
 def _scale(rest: list[str], flags: dict[str, str], namespace: str | None) -> ActionSpec:
     replicas = flags.get("replicas")
-    if replicas is None or not replicas.isdigit():
+    if replicas is None or not _DIGITS.fullmatch(replicas):
         raise ActionError("kubectl scale needs --replicas=N")
     name = _target(rest, _DEPLOYMENT, "a deployment")
     return Scale(namespace=_need_namespace(namespace), name=name, replicas=int(replicas))
@@ -195,6 +223,8 @@ def _rollout(rest: list[str], flags: dict[str, str], namespace: str | None) -> A
         return RolloutRestart(namespace=ns, name=name)
     if sub == "undo":
         revision = flags.get("to_revision")
+        if revision is not None and not _DIGITS.fullmatch(revision):
+            raise ActionError(f"--to-revision takes a revision number, not {revision!r}")
         return Rollback(namespace=ns, name=name, to_revision=int(revision) if revision else None)
     raise ActionError(f"`kubectl rollout {sub}` is not an action: use restart or undo")
 
@@ -248,10 +278,10 @@ def _patch(rest: list[str], flags: dict[str, str], namespace: str | None) -> Act
             raise ActionError(
                 'a ConfigMap patch may only set data: -p \'{"data": {"key": "value"}}\''
             )
+        if not all(isinstance(v, str) for v in data.values()):
+            raise ActionError("ConfigMap data values are strings: quote every value")
         return PatchConfigMap(
-            namespace=ns,
-            name=_target(rest, _CONFIGMAP, "a configmap"),
-            data={str(k): str(v) for k, v in data.items()},
+            namespace=ns, name=_target(rest, _CONFIGMAP, "a configmap"), data=data
         )
     if kind in _DEPLOYMENT:
         return _deployment_patch(ns, _target(rest, _DEPLOYMENT, "a deployment"), body)
@@ -268,7 +298,12 @@ def _service_patch(ns: str, name: str, body: Any) -> ActionSpec:
             'a Service patch looks like {"spec": {"ports": [...]}} or {"spec": {"selector": {...}}}'
         )
     ports = spec.get("ports")
-    if isinstance(ports, list) and len(ports) == 1 and "targetPort" in ports[0]:
+    if (
+        isinstance(ports, list)
+        and len(ports) == 1
+        and isinstance(ports[0], dict)
+        and "targetPort" in ports[0]
+    ):
         return PatchServicePort(
             namespace=ns, name=name, port=ports[0].get("port"), target_port=ports[0]["targetPort"]
         )
@@ -280,23 +315,40 @@ def _service_patch(ns: str, name: str, body: Any) -> ActionSpec:
 def _deployment_patch(ns: str, name: str, body: Any) -> ActionSpec:
     if isinstance(body, list):
         for op in body:
-            if op.get("op") == "replace" and str(op.get("path", "")).endswith("/command"):
-                return SetCommand(namespace=ns, name=name, command=list(op["value"]))
+            if (
+                isinstance(op, dict)
+                and op.get("op") == "replace"
+                and str(op.get("path", "")).endswith("/command")
+            ):
+                return SetCommand(namespace=ns, name=name, command=_argv(op.get("value")))
         raise ActionError("a JSON patch of a Deployment may only replace a container's command")
-    containers = (((body.get("spec") or {}).get("template") or {}).get("spec") or {}).get(
-        "containers"
-    )
-    if isinstance(containers, list) and len(containers) == 1:
+    containers = _dig(body, "spec", "template", "spec", "containers")
+    if isinstance(containers, list) and len(containers) == 1 and isinstance(containers[0], dict):
         container = containers[0]
         if "command" in container:
             return SetCommand(
                 namespace=ns,
                 name=name,
                 container=container.get("name"),
-                command=list(container["command"]),
+                command=_argv(container["command"]),
             )
         if "image" in container:
             return SetImage(
                 namespace=ns, name=name, container=container.get("name"), image=container["image"]
             )
     raise ActionError("a Deployment patch may set one container's command or image")
+
+
+def _dig(body: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(body, dict):
+            return None
+        body = body.get(key)
+    return body
+
+
+def _argv(value: Any) -> list[str]:
+    """A command as a list of strings; one string would be split into its letters by list()."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ActionError('a command is a list of strings, e.g. ["profile", "--port", "8081"]')
+    return list(value)

@@ -1,13 +1,18 @@
 """Propose, then (only once approved) execute: the Executor's two entry points.
 
 ``propose`` records what would run and never runs it: the action, its target
-and a fingerprint of the target at that moment, the expected effect, the
-verification, who asked and when the offer expires. ``execute`` runs only an
-APPROVED proposal, and re-checks everything a human approved against:
+and a fingerprint of the target at that moment, where each of its values comes
+from (``agents.executor.provenance``: a restoration or a new value, with the
+diff), the expected effect, the verification, who asked and when the offer
+expires. ``execute`` runs only an APPROVED proposal, and re-checks everything a
+human approved against:
 
 1. the proposal is APPROVED (not pending, rejected, done...);
-2. the approval is not past the offer's expiry, and the denylist still allows
-   the action (a tampered row is refused here);
+2. the approval is not past the offer's expiry, the approval policy admits the
+   approver recorded on the row (someone, not the requester unless self-approval
+   is on, and never an automatic approval of a new value), and the denylist
+   still allows the action under the configured rules (a tampered row, or one a
+   front end approved around the store, is refused here);
 3. the target is unchanged since the proposal → else STALE. "Unchanged" means the
    same object (uid) with the same spec, data, labels and annotations: its
    `fingerprint`. Status updates do not count; a crash-looping Deployment moves
@@ -19,7 +24,9 @@ APPROVED proposal, and re-checks everything a human approved against:
 The store's state machine has no APPROVED→EXPIRED (or →REJECTED) move, so an
 approved proposal refused by step 2 is claimed and finished FAILED with the
 reason, without running; pending proposals past their expiry go EXPIRED via
-``store.proposals.expire``.
+``store.proposals.expire``. A verified execution records the target's
+restorable values (as digests) in the result: the "last known good" that a later
+proposal on the same target can restore.
 """
 
 from __future__ import annotations
@@ -27,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
@@ -35,16 +41,20 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import Engine
+from sqlmodel import col, select
 
-from agents.executor.actions import ActionSpec, action_from_json, action_to_json
+from agents.executor.actions import ActionSpec, Target, action_from_json, action_to_json
 from agents.executor.apply import apply_action, read_target
 from agents.executor.denylist import check_spec
 from agents.executor.parse import ActionError
+from agents.executor.provenance import KnownGood, Provenance, snapshot, trace
+from agents.executor.rules import DEFAULT_RULES, ActionRules
 from agents.executor.verify import DEFAULT_TIMEOUT_S, verify
 from agents.redact import redact
 from agents.tools.errors import describe_error
 from store.db import session_scope
 from store.models import Proposal, ProposalState
+from store.policy import ApprovalPolicy
 from store.proposals import claim_for_execution, expire, finish, mark_stale, transition
 from store.types import utcnow
 
@@ -64,11 +74,6 @@ class ExecutionResult(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
-def authorize(approver: str, allowlist: Collection[str]) -> bool:
-    """Whether ``approver`` may approve actions (an empty allowlist allows nobody)."""
-    return bool(approver) and approver in set(allowlist)
-
-
 async def propose(
     engine: Engine,
     incident_id: int,
@@ -77,16 +82,20 @@ async def propose(
     requester: str,
     ttl_s: float = DEFAULT_TTL_S,
     api: client.ApiClient,
+    rules: ActionRules = DEFAULT_RULES,
 ) -> Proposal:
     """Record a PENDING proposal for ``spec``; nothing runs. Raises ``ActionError`` when the
-    action is denylisted or its target does not exist (read with ``api``, any identity)."""
-    denied = check_spec(spec)
+    action is denylisted under ``rules``, its target does not exist or it cannot apply to
+    it (read with ``api``, any identity that reads the target and its history)."""
+    denied = check_spec(spec, rules)
     if denied:
         raise ActionError(denied, denied=True)
     try:
         target = await asyncio.to_thread(read_target, api, spec.target)
     except Exception as exc:  # 404, 403 or no connection: no proposal without a snapshot
         raise ActionError(f"cannot read {spec.target}: {describe_error(exc)}") from exc
+    known_good = await asyncio.to_thread(_known_good, engine, spec.target)
+    provenance = await _trace(api, spec, target, known_good)
     seen = _Observed.of(target)
     proposal = Proposal(
         incident_id=incident_id,
@@ -97,12 +106,49 @@ async def propose(
         target_name=spec.target.name,
         target_resource_version=seen.resource_version,
         target_fingerprint=seen.fingerprint,
-        expected_effect=spec.expected_effect(),
+        provenance=provenance.to_json(),
+        restores_only=provenance.restores_only,
+        expected_effect=redact(spec.expected_effect()),
         verification_query=spec.verification(),
         requester=requester,
         expires_at=utcnow() + timedelta(seconds=ttl_s),
     )
     return await asyncio.to_thread(_insert, engine, proposal)
+
+
+async def _trace(
+    api: client.ApiClient, spec: ActionSpec, target: dict[str, Any], known_good: KnownGood | None
+) -> Provenance:
+    try:
+        return await asyncio.to_thread(trace, api, spec, target, known_good=known_good)
+    except ActionError:
+        raise
+    except Exception as exc:  # a read failed, or the live objects are not what we expect
+        raise ActionError(
+            f"cannot tell where the values of {spec.describe()} come from: {describe_error(exc)}"
+        ) from exc
+
+
+def _known_good(engine: Engine, target: Target) -> KnownGood | None:
+    """The newest verified execution on ``target`` that recorded the values it left behind."""
+    statement = (
+        select(Proposal)
+        .where(
+            col(Proposal.state) == ProposalState.DONE,
+            col(Proposal.target_kind) == target.kind,
+            col(Proposal.target_namespace) == target.namespace,
+            col(Proposal.target_name) == target.name,
+        )
+        .order_by(col(Proposal.finished_at).desc())
+        .limit(20)
+    )
+    with session_scope(engine) as session:
+        for row in session.exec(statement):
+            good = (row.result or {}).get("known_good")
+            if row.id is not None and (row.result or {}).get("verified") and isinstance(good, dict):
+                at = row.finished_at.isoformat(timespec="seconds") if row.finished_at else "?"
+                return KnownGood(proposal_id=row.id, at=at, fields=dict(good))
+    return None
 
 
 def _insert(engine: Engine, proposal: Proposal) -> Proposal:
@@ -122,14 +168,24 @@ class _UnreachableError(RuntimeError):
     """The target could not be read for a reason other than "it is gone"."""
 
 
+class _ForbiddenError(RuntimeError):
+    """The executor identity may not even read the target: it is not bound in its namespace."""
+
+
 async def execute(
     engine: Engine,
     proposal_id: int,
     executor_api: client.ApiClient,
     *,
+    policy: ApprovalPolicy,
+    rules: ActionRules = DEFAULT_RULES,
     verify_timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> ExecutionResult:
-    """Run one APPROVED proposal with the executor identity; refuse everything else."""
+    """Run one APPROVED proposal with the executor identity; refuse everything else.
+
+    ``policy`` is the approval policy the front end approved under: the approver
+    recorded on the row must still satisfy it, whoever wrote the row.
+    """
     proposal = await asyncio.to_thread(_load, engine, proposal_id)
     refusal = await _precheck(engine, proposal_id, proposal)
     if refusal is not None or proposal is None:
@@ -140,13 +196,15 @@ async def execute(
         spec = None
     if proposal.expires_at <= utcnow():
         return await _expire_approved(engine, proposal_id)
-    policy = _policy_refusal(proposal, spec)
-    if policy is not None or spec is None:
-        return await _claim_and_refuse(engine, proposal_id, policy or "refused: not an action")
+    why = _approval_refusal(proposal, policy) or _policy_refusal(spec, rules)
+    if why is not None or spec is None:
+        return await _claim_and_refuse(engine, proposal_id, why or "refused: not an action")
     try:
         stale = await _stale(engine, proposal, spec, executor_api)
     except _UnreachableError as exc:
         return _refused(proposal_id, proposal.state, f"{exc}; try again")
+    except _ForbiddenError as exc:
+        return await _claim_and_refuse(engine, proposal_id, f"refused: {exc}")
     if stale is not None:
         return stale
     if not await asyncio.to_thread(claim_for_execution, engine, proposal_id):
@@ -192,9 +250,20 @@ async def _expire_approved(engine: Engine, proposal_id: int) -> ExecutionResult:
     return _refused(proposal_id, await _state(engine, proposal_id), why)
 
 
-def _policy_refusal(proposal: Proposal, spec: ActionSpec | None) -> str | None:
-    """Refusals that need no cluster read: the denylist."""
-    denied = check_spec(spec) if spec is not None else None
+def _approval_refusal(proposal: Proposal, policy: ApprovalPolicy) -> str | None:
+    """The approval policy, asked again about the approver the row records."""
+    approval = proposal.approval or {}
+    via = str(approval.get("via") or "")
+    groups = frozenset({via.removeprefix("group:")}) if via.startswith("group:") else frozenset()
+    why = policy.authorises(proposal.approver, requester=proposal.requester, approver_groups=groups)
+    if why is None and approval.get("automatic") and not proposal.restores_only:
+        why = "it was approved automatically but sets a new value: a person must approve it"
+    return f"refused by the approval policy: {why}" if why else None
+
+
+def _policy_refusal(spec: ActionSpec | None, rules: ActionRules) -> str | None:
+    """Refusals that need no cluster read: the denylist and the value rules."""
+    denied = check_spec(spec, rules) if spec is not None else None
     return f"refused by the denylist: {denied}" if denied else None
 
 
@@ -272,6 +341,12 @@ async def _observe(spec: ActionSpec, api: client.ApiClient) -> _Observed:
     except ApiException as exc:
         if exc.status == 404:
             return _Observed(resource_version=None, fingerprint=None)
+        if exc.status == 403:
+            raise _ForbiddenError(
+                f"the executor identity may not act in namespace {spec.namespace!r} (the "
+                "apiserver said 403): bind it there with manifests/rbac/executor-namespace/"
+                "rolebinding.yaml if the Executor should manage it, or make the change by hand"
+            ) from exc
         raise _UnreachableError(f"cannot read {spec.target}: {describe_error(exc)}") from exc
     except Exception as exc:  # connection errors: the cluster, not the proposal, is the problem
         raise _UnreachableError(f"cannot read {spec.target}: {describe_error(exc)}") from exc
@@ -284,7 +359,7 @@ async def _run_claimed(
     assert proposal.id is not None
     try:
         unchanged = (await _observe(spec, api)).matches(proposal)
-    except _UnreachableError:
+    except (_UnreachableError, _ForbiddenError):
         unchanged = False
     if not unchanged:
         message = (
@@ -298,11 +373,24 @@ async def _run_claimed(
         return await _finish(engine, proposal.id, ran=False, ok=False, message=message)
     check = await verify(api, spec, done, timeout_s=timeout_s)
     outcome = "verified" if check.ok else "ran but not verified"
-    details = {"applied": done, "verification": check.detail}
+    details: dict[str, Any] = {"applied": done, "verification": check.detail}
+    if check.ok:
+        details |= await _known_good_after(api, spec)
     message = f"{spec.kubectl()}: {outcome}, {check.detail}"
     return await _finish(
         engine, proposal.id, ran=True, ok=check.ok, message=message, details=details
     )
+
+
+async def _known_good_after(api: client.ApiClient, spec: ActionSpec) -> dict[str, Any]:
+    """The verified target's restorable values as digests (nothing when it cannot be read)."""
+    if spec.target.kind not in ("Deployment", "Service", "ConfigMap"):
+        return {}
+    try:
+        target = await asyncio.to_thread(read_target, api, spec.target)
+    except Exception:  # the fix is done and verified; a missing snapshot only costs history
+        return {}
+    return {"known_good": snapshot(spec.target.kind, target)}
 
 
 async def _finish(

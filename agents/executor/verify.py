@@ -19,16 +19,15 @@ from kubernetes.client.rest import ApiException
 
 from agents.executor.actions import (
     ActionSpec,
-    Cordon,
     DeletePod,
     PatchConfigMap,
     PatchServicePort,
     PatchServiceSelector,
     Scale,
-    Uncordon,
 )
 from agents.executor.apply import read_target
 from agents.tools.kube import get_items, get_json
+from agents.tools.paths import object_path
 
 DEFAULT_TIMEOUT_S = 30.0
 INTERVAL_S = 1.0
@@ -52,10 +51,6 @@ def check(api: client.ApiClient, spec: ActionSpec, context: dict[str, Any]) -> V
         )
     if isinstance(spec, DeletePod):
         return _pod_replaced(api, spec, context.get("deleted_uid"))
-    if isinstance(spec, Cordon | Uncordon):
-        cordoned = bool((read_target(api, spec.target).get("spec") or {}).get("unschedulable"))
-        want = isinstance(spec, Cordon)
-        return Verification(cordoned == want, f"node unschedulable={cordoned}")
     return rollout_complete(
         api, spec.namespace, spec.name, spec.replicas if isinstance(spec, Scale) else None
     )
@@ -64,7 +59,7 @@ def check(api: client.ApiClient, spec: ActionSpec, context: dict[str, Any]) -> V
 def rollout_complete(
     api: client.ApiClient, namespace: str, name: str, replicas: int | None = None
 ) -> Verification:
-    dep = get_json(api, f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
+    dep = get_json(api, object_path("/apis/apps/v1", "deployments", namespace=namespace, name=name))
     spec, status = dep.get("spec") or {}, dep.get("status") or {}
     want = int(spec.get("replicas", 1))
     if replicas is not None and want != replicas:
@@ -87,7 +82,8 @@ def _waiting_pods(api: client.ApiClient, namespace: str, spec: dict[str, Any]) -
     labels = (spec.get("selector") or {}).get("matchLabels") or {}
     selector = ",".join(f"{k}={v}" for k, v in labels.items())
     waiting = []
-    for pod in get_items(api, f"/api/v1/namespaces/{namespace}/pods", {"labelSelector": selector}):
+    pods = object_path("/api/v1", "pods", namespace=namespace)
+    for pod in get_items(api, pods, {"labelSelector": selector}):
         if pod["metadata"].get("deletionTimestamp"):
             continue
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
@@ -99,7 +95,9 @@ def _waiting_pods(api: client.ApiClient, namespace: str, spec: dict[str, Any]) -
 
 def _service(api: client.ApiClient, spec: PatchServicePort | PatchServiceSelector) -> Verification:
     svc = read_target(api, spec.target)
-    eps = get_json(api, f"/api/v1/namespaces/{spec.namespace}/endpoints/{spec.name}")
+    eps = get_json(
+        api, object_path("/api/v1", "endpoints", namespace=spec.namespace, name=spec.name)
+    )
     ready = sum(len(s.get("addresses") or []) for s in eps.get("subsets") or [])
     if ready == 0:
         return Verification(False, f"service {spec.name} has no ready endpoints yet")
@@ -107,7 +105,7 @@ def _service(api: client.ApiClient, spec: PatchServicePort | PatchServiceSelecto
         return Verification(True, f"service {spec.name} has {ready} ready endpoint(s)")
     selector = (svc.get("spec") or {}).get("selector") or {}
     query = {"labelSelector": ",".join(f"{k}={v}" for k, v in selector.items())}
-    pods = get_items(api, f"/api/v1/namespaces/{spec.namespace}/pods", query)
+    pods = get_items(api, object_path("/api/v1", "pods", namespace=spec.namespace), query)
     declared = {
         (p.get("name"), p.get("containerPort"))
         for pod in pods

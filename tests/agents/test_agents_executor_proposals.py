@@ -2,6 +2,8 @@
 
 No cluster here: every refusal below happens before the Executor would touch one
 (the API client points at a closed port, so an attempt to act would fail loudly).
+That includes every bad approver, whether the store's approve refused it or a
+front end wrote it around the store: ``execute`` asks the policy again.
 The lab-backed tests run the same paths against a real apiserver.
 """
 
@@ -15,17 +17,22 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from kubernetes import client
+from sqlmodel import col
 
-from agents.executor import ActionError, action_to_json, authorize, execute, propose
-from agents.executor.actions import RolloutRestart
+from agents.executor import ActionError, ActionRules, action_to_json, execute, propose
+from agents.executor.actions import PatchConfigMap, RolloutRestart
 from agents.executor.proposals import fingerprint
+from agents.executor.provenance import KnownGood, Origin, snapshot, trace
 from store.db import make_engine, session_scope
+from store.errors import ApprovalRefused
 from store.migrate import upgrade
 from store.models import Incident, Proposal, ProposalState
+from store.policy import ApprovalPolicy
 from store.proposals import approve, claim_for_execution, reject
 from store.types import utcnow
 
 SPEC = RolloutRestart(namespace="shop", name="cart")
+POLICY = ApprovalPolicy(approvers=frozenset({"U1"}))
 
 
 @pytest.fixture
@@ -96,7 +103,7 @@ async def test_propose_refuses_denylisted_actions(
 
 async def test_unapproved_proposals_never_run(engine: sa.Engine, nowhere: client.ApiClient) -> None:
     pid = _row(engine)
-    result = await execute(engine, pid, nowhere)
+    result = await execute(engine, pid, nowhere, policy=POLICY)
     assert not result.ran
     assert "not been approved" in result.message
     assert _state(engine, pid)[0] is ProposalState.PENDING
@@ -106,7 +113,7 @@ async def test_pending_past_expiry_becomes_expired(
     engine: sa.Engine, nowhere: client.ApiClient
 ) -> None:
     pid = _row(engine, expires_in_s=-1)
-    result = await execute(engine, pid, nowhere)
+    result = await execute(engine, pid, nowhere, policy=POLICY)
     assert (result.ran, result.state) == (False, ProposalState.EXPIRED)
 
 
@@ -115,18 +122,18 @@ async def test_rejected_and_missing_proposals_are_refused(
 ) -> None:
     pid = _row(engine)
     assert reject(engine, pid, approver="U1", reason="not now")
-    result = await execute(engine, pid, nowhere)
+    result = await execute(engine, pid, nowhere, policy=POLICY)
     assert (result.ran, result.state) == (False, ProposalState.REJECTED)
-    assert (await execute(engine, 999, nowhere)).state is None
+    assert (await execute(engine, 999, nowhere, policy=POLICY)).state is None
 
 
 async def test_an_approval_that_outlived_the_offer_runs_nothing(
     engine: sa.Engine, nowhere: client.ApiClient
 ) -> None:
     pid = _row(engine, expires_in_s=0.3)
-    assert approve(engine, pid, approver="U1")
+    assert approve(engine, pid, approver="U1", policy=POLICY)
     await asyncio.sleep(0.4)
-    result = await execute(engine, pid, nowhere)
+    result = await execute(engine, pid, nowhere, policy=POLICY)
     state, stored = _state(engine, pid)
     assert (result.ran, state) == (False, ProposalState.EXPIRED)
     assert stored is not None
@@ -138,8 +145,8 @@ async def test_denylist_holds_for_approved_but_tampered_rows(
 ) -> None:
     tampered = {"action": "rollout_restart", "namespace": "aoi-system", "name": "aoi-bot"}
     pid = _row(engine, spec=tampered)
-    assert approve(engine, pid, approver="U1")
-    result = await execute(engine, pid, nowhere)
+    assert approve(engine, pid, approver="U1", policy=POLICY)
+    result = await execute(engine, pid, nowhere, policy=POLICY)
     assert (result.ran, result.state) == (False, ProposalState.FAILED)
     assert "denylist" in result.message
 
@@ -148,8 +155,8 @@ async def test_an_unreadable_cluster_leaves_the_approval_in_place(
     engine: sa.Engine, nowhere: client.ApiClient
 ) -> None:
     pid = _row(engine)
-    assert approve(engine, pid, approver="U1")
-    result = await execute(engine, pid, nowhere)
+    assert approve(engine, pid, approver="U1", policy=POLICY)
+    result = await execute(engine, pid, nowhere, policy=POLICY)
     assert not result.ran
     assert "try again" in result.message
     assert _state(engine, pid)[0] is ProposalState.APPROVED
@@ -159,24 +166,137 @@ async def test_a_proposal_claimed_elsewhere_or_finished_never_runs_twice(
     engine: sa.Engine, nowhere: client.ApiClient
 ) -> None:
     pid = _row(engine)
-    assert approve(engine, pid, approver="U1")
+    assert approve(engine, pid, approver="U1", policy=POLICY)
     assert claim_for_execution(engine, pid)
-    result = await execute(engine, pid, nowhere)
+    result = await execute(engine, pid, nowhere, policy=POLICY)
     assert (result.ran, result.state) == (False, ProposalState.EXECUTING)
 
 
 async def test_garbage_specs_are_refused(engine: sa.Engine, nowhere: client.ApiClient) -> None:
     pid = _row(engine, spec={"action": "reboot", "namespace": "shop", "name": "cart"})
-    assert approve(engine, pid, approver="U1")
-    result = await execute(engine, pid, nowhere)
+    assert approve(engine, pid, approver="U1", policy=POLICY)
+    result = await execute(engine, pid, nowhere, policy=POLICY)
     assert (result.ran, result.state) == (False, ProposalState.FAILED)
 
 
-def test_only_allowlisted_people_approve() -> None:
-    assert authorize("U1", ["U1", "U2"])
-    assert not authorize("U3", ["U1", "U2"])
-    assert not authorize("", [""])
-    assert not authorize("U1", [])
+def test_the_policy_says_why_it_refuses() -> None:
+    policy = ApprovalPolicy(approvers=frozenset({"U1", "U2"}), groups=frozenset({"S1"}))
+    assert policy.authorises("U1", requester="U9") is None
+    assert policy.authorises("U7", requester="U9", approver_groups=frozenset({"S1"})) is None
+    assert "not an approver" in (policy.authorises("U3", requester="U9") or "")
+    assert "asked for this action" in (policy.authorises("U1", requester="U1") or "")
+    assert "no approver" in (policy.authorises("", requester="U9") or "")
+    assert "no approver" in (policy.authorises(None, requester="U9") or "")
+    assert ApprovalPolicy(approvers=frozenset({""})).authorises("", requester="x") is not None
+    selfish = ApprovalPolicy(approvers=frozenset({"U1"}), allow_self_approval=True)
+    assert selfish.authorises("U1", requester="U1") is None
+
+
+def _force_approved(engine: sa.Engine, proposal_id: int, **values: Any) -> None:
+    """What a front end that bypassed the store would leave: APPROVED, whatever the approver."""
+    with engine.begin() as connection:
+        connection.execute(
+            sa.update(Proposal)
+            .where(col(Proposal.id) == proposal_id)
+            .values(state=ProposalState.APPROVED, decided_at=utcnow(), **values)
+        )
+
+
+@pytest.mark.parametrize(
+    ("values", "why"),
+    [
+        ({"approver": None}, "no approver"),
+        ({"approver": ""}, "no approver"),
+        ({"approver": "U-mallory"}, "not an approver"),
+        ({"approver": "aoi"}, "not an approver"),  # the requester, not even listed
+        ({"approver": "U2", "approval": {"via": "group:S-nope"}}, "not an approver"),
+        ({"approver": "U1", "approval": {"via": "approvers", "automatic": True}}, "new value"),
+    ],
+)
+async def test_execute_refuses_an_approval_the_policy_does_not_admit(
+    engine: sa.Engine, nowhere: client.ApiClient, values: dict[str, Any], why: str
+) -> None:
+    pid = _row(engine)
+    _force_approved(engine, pid, **values)
+    result = await execute(engine, pid, nowhere, policy=POLICY)
+    state, stored = _state(engine, pid)
+    assert (result.ran, result.state, state) == (False, ProposalState.FAILED, ProposalState.FAILED)
+    assert "approval policy" in result.message
+    assert why in result.message
+    assert stored is not None
+    assert stored["ran"] is False
+
+
+async def test_execute_refuses_the_requester_as_approver(
+    engine: sa.Engine, nowhere: client.ApiClient
+) -> None:
+    pid = _row(engine)  # requested by "aoi"
+    _force_approved(engine, pid, approver="aoi")
+    policy = ApprovalPolicy(approvers=frozenset({"aoi"}))
+    result = await execute(engine, pid, nowhere, policy=policy)
+    assert (result.ran, result.state) == (False, ProposalState.FAILED)
+    assert "asked for this action" in result.message
+
+
+@pytest.mark.parametrize("approver", ["U-mallory", "", "aoi"])
+async def test_a_refused_approval_leaves_nothing_to_execute(
+    engine: sa.Engine, nowhere: client.ApiClient, approver: str
+) -> None:
+    pid = _row(engine)
+    policy = ApprovalPolicy(approvers=frozenset({"U1", "aoi"}))
+    with pytest.raises(ApprovalRefused):
+        approve(engine, pid, approver=approver, policy=policy)
+    result = await execute(engine, pid, nowhere, policy=policy)
+    assert (result.ran, result.state) == (False, ProposalState.PENDING)
+    assert "not been approved" in result.message
+
+
+async def test_execute_applies_the_configured_rules(
+    engine: sa.Engine, nowhere: client.ApiClient
+) -> None:
+    image = {"action": "set_image", "namespace": "shop", "name": "cart", "image": "evil.io/x"}
+    pid = _row(engine, spec=image)
+    assert approve(engine, pid, approver="U1", policy=POLICY)
+    result = await execute(engine, pid, nowhere, policy=POLICY)
+    assert (result.ran, result.state) == (False, ProposalState.FAILED)
+    assert "allowed registry" in result.message
+    pid = _row(engine)
+    assert approve(engine, pid, approver="U1", policy=POLICY)
+    shop = ActionRules(protected_namespaces=frozenset({"shop"}))
+    result = await execute(engine, pid, nowhere, policy=POLICY, rules=shop)
+    assert (result.ran, result.state) == (False, ProposalState.FAILED)
+    assert "protected namespace" in result.message
+
+
+def _config(data: dict[str, str]) -> dict[str, Any]:
+    return {"metadata": {"name": "flags", "namespace": "shop", "uid": "c-1"}, "data": data}
+
+
+def test_provenance_tells_restorations_from_new_values(nowhere: client.ApiClient) -> None:
+    live = _config({"mode": "on", "flags.json": '{\n  "cart": "off"\n}'})
+    spec = PatchConfigMap(
+        namespace="shop",
+        name="flags",
+        data={"mode": "on", "flags.json": '{\n  "cart": "on"\n}', "token": "password=hunter22"},
+    )
+    changes = {c.field: c for c in trace(nowhere, spec, live).changes}
+    assert changes["data[mode]"].origin is Origin.RESTORATION
+    assert "unchanged" in changes["data[mode]"].source
+    assert changes["data[flags.json]"].origin is Origin.NEW
+    assert '-  "cart": "off"' in changes["data[flags.json]"].diff
+    assert '+  "cart": "on"' in changes["data[flags.json]"].diff
+    assert changes["data[token]"].diff[0].startswith("(unset) -> ")
+    assert "hunter22" not in changes["data[token]"].diff[0]
+    good = KnownGood(
+        proposal_id=7,
+        at="2026-11-26T10:00:00+00:00",
+        fields=snapshot("ConfigMap", _config({"flags.json": '{\n  "cart": "on"\n}'})),
+    )
+    again = trace(nowhere, spec, live, known_good=good)
+    restored = {c.field: c for c in again.changes}["data[flags.json]"]
+    assert restored.origin is Origin.RESTORATION
+    assert "proposal #7" in restored.source
+    assert not again.restores_only  # the token is still new
 
 
 def _deployment(**changes: Any) -> dict[str, Any]:

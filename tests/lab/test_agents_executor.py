@@ -24,17 +24,28 @@ from support.lab import LabThread
 
 from agents.analyzers import Diagnosis, analyze, diagnose
 from agents.executor import ActionSpec, execute, parse_action, propose
-from agents.executor.actions import PatchConfigMap, RolloutRestart, Scale
+from agents.executor.actions import (
+    PatchConfigMap,
+    PatchServiceSelector,
+    RolloutRestart,
+    Scale,
+    SetCommand,
+    SetImage,
+)
+from agents.executor.provenance import Origin, Provenance
 from lab.apps import APPS
 from lab.scenarios import Scenario, load_catalog, scenario_from_cli
 from store.db import make_engine, session_scope
+from store.errors import ApprovalRefused
 from store.migrate import upgrade
 from store.models import Incident, Proposal, ProposalState
+from store.policy import ApprovalPolicy
 from store.proposals import approve
 from store.types import utcnow
 
 HOTEL, SOCIAL, SHOP = "test-hotel-reservation", "test-social-network", "astronomy-shop"
 CATALOG = load_catalog()
+POLICY = ApprovalPolicy(approvers=frozenset({"U-oncall"}))
 PORT_FIX = """'{"spec":{"ports":[{"port":9090,"targetPort":9090}]}}'"""
 PROFILE = (
     """'{"spec":{"template":{"spec":{"containers":[{"name":"profile","command":["profile"]}]}}}}'"""
@@ -117,6 +128,18 @@ FIXES: list[tuple[str, str]] = [
 ]
 
 
+# Where each fix's values come from: the port its pods expose, an earlier ReplicaSet,
+# no value at all (a restart); a feature flag's new ConfigMap data is a new value.
+RESTORES = {
+    "k8s_target_port-misconfig-mitigation-1": True,
+    "misconfig_app_hotel_res-mitigation-1": True,
+    "bad_rollout_hotel_res-mitigation-1": True,
+    "wrong_bin_usage-mitigation-1": True,
+    "revoke_auth_mongodb-mitigation-1": True,
+    "feature_flag:cartFailure": False,
+}
+
+
 def _scenario(key: str) -> Scenario:
     if key.startswith("feature_flag:"):
         return scenario_from_cli("feature_flag", "cart", {"flag": key.split(":", 1)[1]})
@@ -150,8 +173,10 @@ def test_an_approved_proposal_mitigates_the_fault(
     )
     assert proposal.id is not None
     assert proposal.state is ProposalState.PENDING
-    assert approve(engine, proposal.id, approver="U-oncall")
-    result = asyncio.run(execute(engine, proposal.id, executor, verify_timeout_s=30))
+    if key in RESTORES:
+        assert proposal.restores_only is RESTORES[key], proposal.provenance
+    assert approve(engine, proposal.id, approver="U-oncall", policy=POLICY)
+    result = asyncio.run(execute(engine, proposal.id, executor, policy=POLICY, verify_timeout_s=30))
     assert result.ran, result.message
     assert result.state is ProposalState.DONE, result.message
     assert _wait(lambda: not _broken(clean_lab, scenario), 20), clean_lab.run(
@@ -184,15 +209,15 @@ def test_unapproved_and_expired_proposals_never_run(
     engine: Engine,
 ) -> None:
     before = _replicas(admin)
-    pending = _proposal(engine, observer, Scale(namespace=HOTEL, name="frontend", replicas=0))
-    result = asyncio.run(execute(engine, pending, executor))
+    pending = _proposal(engine, observer, Scale(namespace=HOTEL, name="frontend", replicas=3))
+    result = asyncio.run(execute(engine, pending, executor, policy=POLICY))
     assert (result.ran, result.state) == (False, ProposalState.PENDING)
     short = _proposal(
-        engine, observer, Scale(namespace=HOTEL, name="frontend", replicas=0), ttl_s=1
+        engine, observer, Scale(namespace=HOTEL, name="frontend", replicas=3), ttl_s=1
     )
-    assert approve(engine, short, approver="U-oncall")
+    assert approve(engine, short, approver="U-oncall", policy=POLICY)
     time.sleep(1.2)
-    result = asyncio.run(execute(engine, short, executor))
+    result = asyncio.run(execute(engine, short, executor, policy=POLICY))
     assert (result.ran, result.state) == (False, ProposalState.EXPIRED)
     assert _replicas(admin) == before
 
@@ -205,14 +230,14 @@ def test_a_stale_proposal_never_runs(
     engine: Engine,
 ) -> None:
     before = _replicas(admin)
-    pid = _proposal(engine, observer, Scale(namespace=HOTEL, name="frontend", replicas=0))
+    pid = _proposal(engine, observer, Scale(namespace=HOTEL, name="frontend", replicas=3))
     apps = client.AppsV1Api(admin)
     apps.patch_namespaced_deployment(
         "frontend", HOTEL, {"metadata": {"annotations": {"aoi.test/touched": "1"}}}
     )
     try:
-        assert approve(engine, pid, approver="U-oncall")
-        result = asyncio.run(execute(engine, pid, executor))
+        assert approve(engine, pid, approver="U-oncall", policy=POLICY)
+        result = asyncio.run(execute(engine, pid, executor, policy=POLICY))
         assert (result.ran, result.state) == (False, ProposalState.STALE)
         assert _replicas(admin) == before
     finally:
@@ -247,8 +272,8 @@ def test_a_status_update_does_not_make_a_proposal_stale(
         row = session.get(Proposal, pid)
         assert row is not None
         assert row.target_resource_version != after  # the status update did land
-    assert approve(engine, pid, approver="U-oncall")
-    result = asyncio.run(execute(engine, pid, executor))
+    assert approve(engine, pid, approver="U-oncall", policy=POLICY)
+    result = asyncio.run(execute(engine, pid, executor, policy=POLICY))
     assert (result.ran, result.state) == (True, ProposalState.DONE), result.message
 
 
@@ -284,8 +309,8 @@ def test_the_denylist_holds_for_an_approved_row(
         session.flush()
         assert row.id is not None
         pid = row.id
-    assert approve(engine, pid, approver="U-oncall")
-    result = asyncio.run(execute(engine, pid, executor))
+    assert approve(engine, pid, approver="U-oncall", policy=POLICY)
+    result = asyncio.run(execute(engine, pid, executor, policy=POLICY))
     assert (result.ran, result.state) == (False, ProposalState.FAILED)
     assert "denylist" in result.message
     after = core.read_namespaced_config_map("coredns", "kube-system")
@@ -298,11 +323,14 @@ def test_two_concurrent_executions_run_once(
     cm = client.CoreV1Api(observer).read_namespaced_config_map("mongodb-geo-init", HOTEL)
     spec = PatchConfigMap(namespace=HOTEL, name="mongodb-geo-init", data=dict(cm.data))
     pid = _proposal(engine, observer, spec)
-    assert approve(engine, pid, approver="U-oncall")
+    assert approve(engine, pid, approver="U-oncall", policy=POLICY)
 
     async def both() -> list[Any]:
         return list(
-            await asyncio.gather(execute(engine, pid, executor), execute(engine, pid, executor))
+            await asyncio.gather(
+                execute(engine, pid, executor, policy=POLICY),
+                execute(engine, pid, executor, policy=POLICY),
+            )
         )
 
     results = asyncio.run(both())
@@ -328,6 +356,96 @@ def test_proposing_never_executes(
 ) -> None:
     before = _replicas(admin, "geo")
     _proposal(engine, observer, RolloutRestart(namespace=HOTEL, name="geo"))
-    _proposal(engine, observer, Scale(namespace=HOTEL, name="geo", replicas=0))
+    _proposal(engine, observer, Scale(namespace=HOTEL, name="geo", replicas=3))
     time.sleep(0.5)
     assert _replicas(admin, "geo") == before
+
+
+def _selector(admin: client.ApiClient, name: str = "geo") -> dict[str, str]:
+    return dict(client.CoreV1Api(admin).read_namespaced_service(name, HOTEL).spec.selector)
+
+
+def _provenance(engine: Engine, proposal_id: int) -> Provenance:
+    with session_scope(engine) as session:
+        row = session.get(Proposal, proposal_id)
+        assert row is not None
+        return Provenance.from_json(row.provenance)
+
+
+def test_new_values_are_shown_with_their_diff_and_never_approved_automatically(
+    lab: LabThread,
+    observer: client.ApiClient,
+    executor: client.ApiClient,
+    admin: client.ApiClient,
+    engine: Engine,
+) -> None:
+    selector, before = _selector(admin), _replicas(admin, "geo")
+    hijack = PatchServiceSelector(namespace=HOTEL, name="geo", selector={"app": "attacker"})
+    other = PatchServiceSelector(
+        namespace=HOTEL, name="geo", selector={"app.kubernetes.io/name": "rate"}
+    )
+    image = SetImage(namespace=HOTEL, name="geo", image="mongo:9.9")
+    command = SetCommand(namespace=HOTEL, name="geo", command=["curl", "http://a.invalid/x"])
+    for spec in (hijack, other, image, command):
+        pid = _proposal(engine, observer, spec)
+        provenance = _provenance(engine, pid)
+        assert not provenance.restores_only, provenance.diff()
+        assert [c.origin for c in provenance.changes] == [Origin.NEW]
+        assert " -> " in provenance.changes[0].diff[0]
+        with pytest.raises(ApprovalRefused, match="restorations only"):
+            approve(engine, pid, approver="U-oncall", policy=POLICY, automatic=True)
+        result = asyncio.run(execute(engine, pid, executor, policy=POLICY))
+        assert (result.ran, result.state) == (False, ProposalState.PENDING)
+    diff = _provenance(engine, _proposal(engine, observer, hijack)).changes[0].diff[0]
+    assert diff == f"{json.dumps(selector, sort_keys=True)} -> {json.dumps({'app': 'attacker'})}"
+    assert _selector(admin) == selector
+    assert _replicas(admin, "geo") == before
+
+
+def test_restorations_name_where_the_value_was_seen(
+    lab: LabThread, observer: client.ApiClient, admin: client.ApiClient, engine: Engine
+) -> None:
+    own = PatchServiceSelector(namespace=HOTEL, name="geo", selector=_selector(admin))
+    restart = RolloutRestart(namespace=HOTEL, name="geo")
+    for spec, source in ((own, "unchanged"), (restart, None)):
+        provenance = _provenance(engine, _proposal(engine, observer, spec))
+        assert provenance.restores_only, provenance.diff()
+        if source:
+            assert source in provenance.changes[0].source
+    labels = {"app.kubernetes.io/name": "geo"}  # a subset of what geo's own pods carry
+    subset = PatchServiceSelector(namespace=HOTEL, name="geo", selector=labels)
+    provenance = _provenance(engine, _proposal(engine, observer, subset))
+    assert provenance.restores_only, provenance.diff()
+    assert "deployment geo's pods" in provenance.changes[0].source
+
+
+def test_automatic_approval_runs_a_restoration(
+    lab: LabThread, observer: client.ApiClient, executor: client.ApiClient, engine: Engine
+) -> None:
+    cm = client.CoreV1Api(observer).read_namespaced_config_map("mongodb-geo-init", HOTEL)
+    spec = PatchConfigMap(namespace=HOTEL, name="mongodb-geo-init", data=dict(cm.data))
+    pid = _proposal(engine, observer, spec)
+    assert approve(engine, pid, approver="U-oncall", policy=POLICY, automatic=True)
+    result = asyncio.run(execute(engine, pid, executor, policy=POLICY))
+    assert (result.ran, result.state) == (True, ProposalState.DONE), result.message
+    with session_scope(engine) as session:
+        row = session.get(Proposal, pid)
+        assert row is not None
+        assert row.result is not None
+        assert set(row.result["known_good"]) == {f"data[{k}]" for k in cm.data}
+
+
+def test_an_approved_action_outside_the_managed_namespaces_is_refused_by_the_apiserver(
+    lab: LabThread, observer: client.ApiClient, executor: client.ApiClient, engine: Engine
+) -> None:
+    # default is not protected by the denylist, but the executor is not bound there:
+    # the identity, not our code, stops the approved action.
+    cm = client.CoreV1Api(observer).read_namespaced_config_map("kube-root-ca.crt", "default")
+    spec = PatchConfigMap(namespace="default", name="kube-root-ca.crt", data={"x": "y"})
+    pid = _proposal(engine, observer, spec)
+    assert approve(engine, pid, approver="U-oncall", policy=POLICY)
+    result = asyncio.run(execute(engine, pid, executor, policy=POLICY))
+    assert (result.ran, result.state) == (False, ProposalState.FAILED)
+    assert "403" in result.message
+    after = client.CoreV1Api(observer).read_namespaced_config_map("kube-root-ca.crt", "default")
+    assert after.data == cm.data

@@ -102,8 +102,8 @@ def test_executor_has_only_the_catalogue_verbs(executor: client.ApiClient) -> No
         with pytest.raises(ApiException) as info:
             forbidden()
         assert info.value.status == 403
-    scale = client.AppsV1Api(executor).read_namespaced_deployment_scale("geo", HOTEL)
-    assert scale.spec.replicas == 1
+    deployment = client.AppsV1Api(executor).read_namespaced_deployment("geo", HOTEL)
+    assert deployment.spec.replicas == 1
 
 
 def test_container_logs_come_through_the_apiserver(observer: client.ApiClient) -> None:

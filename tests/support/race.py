@@ -3,7 +3,8 @@
 Why processes and not threads: the guarantee we sell is "two bot replicas, or
 a double click handled by two workers, never run an action twice". Each round
 gets a fresh PENDING proposal; every process waits at a barrier, then tries
-`approve` followed by `claim_for_execution` on it. Exactly one claim may win.
+`approve` (every worker is an approver under the race's policy) followed by
+`claim_for_execution` on it. Exactly one claim may win.
 Used by the test suite (pass/fail) and by `bench` (figures).
 """
 
@@ -22,6 +23,7 @@ from sqlmodel import col
 
 from store.db import make_engine, session_scope
 from store.models import Incident, Proposal, ProposalState
+from store.policy import ApprovalPolicy
 from store.proposals import approve, claim_for_execution
 from store.types import utcnow
 
@@ -80,6 +82,7 @@ def prepare_proposals(url: str, *, rounds: int) -> list[int]:
                     incident_id=incident.id,
                     action="scale",
                     action_spec={"replicas": 1, "round": number},
+                    requester="bench",
                     expires_at=utcnow() + timedelta(hours=1),
                 )
                 for number in range(rounds)
@@ -91,7 +94,9 @@ def prepare_proposals(url: str, *, rounds: int) -> list[int]:
         engine.dispose()
 
 
-def _worker(url: str, ids: list[int], barrier: Barrier, results: Any, name: str) -> None:
+def _worker(
+    url: str, ids: list[int], barrier: Barrier, results: Any, name: str, policy: ApprovalPolicy
+) -> None:
     try:
         engine = make_engine(url)
         with engine.connect():
@@ -99,7 +104,8 @@ def _worker(url: str, ids: list[int], barrier: Barrier, results: Any, name: str)
         barrier.wait(_TIMEOUT_S)
         started = time.monotonic()
         attempts = [
-            _attempt(engine, proposal_id, barrier=barrier, name=name) for proposal_id in ids
+            _attempt(engine, proposal_id, barrier=barrier, name=name, policy=policy)
+            for proposal_id in ids
         ]
         results.put((name, attempts, started, time.monotonic(), None))
         engine.dispose()
@@ -108,10 +114,12 @@ def _worker(url: str, ids: list[int], barrier: Barrier, results: Any, name: str)
         results.put((name, [], 0.0, 0.0, f"{type(exc).__name__}: {exc}"))
 
 
-def _attempt(engine: sa.Engine, proposal_id: int, *, barrier: Barrier, name: str) -> Attempt:
+def _attempt(
+    engine: sa.Engine, proposal_id: int, *, barrier: Barrier, name: str, policy: ApprovalPolicy
+) -> Attempt:
     barrier.wait(_TIMEOUT_S)
     begin = time.perf_counter()
-    approved = approve(engine, proposal_id, approver=name)
+    approved = approve(engine, proposal_id, approver=name, policy=policy)
     middle = time.perf_counter()
     claimed = claim_for_execution(engine, proposal_id)
     end = time.perf_counter()
@@ -124,9 +132,11 @@ def race(url: str, *, rounds: int = 200, processes: int = 2) -> RaceReport:
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(processes)
     results = context.Queue()
+    names = [f"UWORKER{index}" for index in range(processes)]
+    policy = ApprovalPolicy(approvers=frozenset(names))
     workers = [
-        context.Process(target=_worker, args=(url, ids, barrier, results, f"UWORKER{index}"))
-        for index in range(processes)
+        context.Process(target=_worker, args=(url, ids, barrier, results, name, policy))
+        for name in names
     ]
     for worker in workers:
         worker.start()
