@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Sequence
 
 from agents.compressor import Observation
@@ -41,7 +42,14 @@ SYSTEM_PROMPT = (
     '- Keep every string short. Say "Unknown" when the evidence does not tell.'
 )
 
-_FENCE_TAG = re.compile(r"<\s*(/?)\s*(observation|guidance)\s*>", re.IGNORECASE)
+# Anything that reads as one of our fence tags once normalised: attributes, a suffix,
+# spaces or an HTML-escaped bracket included (`</observation x=1>`, `&lt;/guidance&gt;`).
+_OPEN = r"(?:<|&lt;?|&#0*60;?|&#x0*3c;?)"
+_CLOSE = r"(?:>|&gt;?|&#0*62;?|&#x0*3e;?)"
+_FENCE_TAG = re.compile(
+    rf"{_OPEN}\s*(/?)\s*(observation|guidance)\w*(?:(?!{_CLOSE})[^<\n]){{0,120}}{_CLOSE}?",
+    re.IGNORECASE,
+)
 
 
 def observer_messages(
@@ -67,7 +75,7 @@ def observer_messages(
     if force_submit is None:
         force_submit = step >= max_steps
     parts = [
-        f"Incident: {_clip(redact(question), QUESTION_CHARS)}",
+        f"Incident: {_data(question, QUESTION_CHARS)}",
         f"Step {step} of {max_steps}.",
         *_guidance_lines(guidance),
         *_history_lines(history, keep_steps),
@@ -96,9 +104,21 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def normalise(text: str) -> str:
+    """Text as a model will read it: NFKC (fullwidth brackets become `<`), no invisible controls.
+
+    Zero-width characters and bidi overrides (Unicode category Cf) are dropped, so
+    `</obser\u200bvation>` cannot hide a fence tag from the check that follows.
+    """
+    if text.isascii():
+        return text
+    folded = unicodedata.normalize("NFKC", text)
+    return "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
+
+
 def _data(text: str, limit: int) -> str:
-    """Cluster or user text made safe to place inside a DATA fence."""
-    return _FENCE_TAG.sub(r"[\1\2]", _clip(redact(text), limit))
+    """Cluster or user text made safe to place inside a DATA fence: nothing in it can end one."""
+    return _FENCE_TAG.sub(r"[\1\2]", _clip(redact(normalise(text)), limit))
 
 
 def _guidance_lines(guidance: Sequence[str]) -> list[str]:

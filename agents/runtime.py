@@ -10,6 +10,7 @@ Every step is stored as it happens; the stream ends with ``Finished``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -43,11 +44,12 @@ from agents.events import (
     ProposalEvent,
     Started,
 )
-from agents.executor import ActionSpec, parse_action, propose
+from agents.executor import DEFAULT_RULES, ActionRules, ActionSpec, parse_action, propose
 from agents.llm import ChatModel, ModelError, Usage
 from agents.probe import Probe
 from agents.prompts import observer_messages, prompt_hash
 from agents.redact import redact
+from agents.tools.result import ToolResult
 from agents.trajectory import IncidentContext, Trajectory, retrieve_guidance
 from store.models import IncidentStatus, StepPhase
 
@@ -69,6 +71,8 @@ class Limits:
     max_steps: int = 6
     probe_calls: int = 3
     proposal_ttl_s: int = 900
+    rules: ActionRules = DEFAULT_RULES
+    """What no proposal may do (protected namespaces, registries, replica bounds)."""
 
 
 @dataclass
@@ -201,7 +205,10 @@ async def _observe_loop(
         jaeger_url=cluster.jaeger_url,
         max_calls=limits.probe_calls,
     )
-    guidance = retrieve_guidance(engine, f"{ctx.question}\n{run.observation}")
+    # A store read: off the event loop, which every concurrent investigation shares.
+    guidance = await asyncio.to_thread(
+        retrieve_guidance, engine, f"{ctx.question}\n{run.observation}"
+    )
     for step in range(1, limits.max_steps + 1):
         last = step == limits.max_steps
         messages = observer_messages(
@@ -212,14 +219,19 @@ async def _observe_loop(
             step=step,
             max_steps=limits.max_steps,
         )
+        started = time.monotonic()
         try:
             decision = await _decide(run, model, messages, last=last)
         except (ModelError, DecisionError) as exc:
-            yield ErrorEvent(
-                incident_id=run.incident_id,
-                step=step,
-                message=f"the model failed ({exc}); answering from the analyzers",
+            message = redact(f"the model failed ({exc}); answering from the analyzers")
+            # The failed decision is a step too, so the stored trajectory shows where it ended.
+            await run.trajectory.step(
+                StepPhase.REASON,
+                prompt_hash=prompt_hash(messages),
+                observation=message,
+                latency_ms=int((time.monotonic() - started) * 1000),
             )
+            yield ErrorEvent(incident_id=run.incident_id, step=step, message=message)
             return
         run.history.append(decision)
         yield Plan(
@@ -281,7 +293,10 @@ async def _decide(run: _Run, model: ChatModel, messages: list[Any], *, last: boo
 
 async def _probe(run: _Run, probe: Probe, instruction: str, step: int) -> AsyncIterator[AnyEvent]:
     started = time.monotonic()
-    results = await probe.run(instruction)
+    try:
+        results = await probe.run(instruction)
+    except Exception as exc:  # a tool's failure is the model's next observation
+        results = [ToolResult.failure(instruction[:200], f"the probe failed: {_reason(exc)}")]
     sections = []
     for result in results:
         yield ProbeCall(incident_id=run.incident_id, step=step, invocation=result.invocation)
@@ -315,10 +330,11 @@ async def _act(
     step: int,
 ) -> AsyncIterator[AnyEvent]:
     try:
-        spec = parse_action(decision.next_action.instruction)
-    except ValueError as exc:
-        run.observation = f"the executor could not read that action: {exc}"
-        yield ErrorEvent(incident_id=run.incident_id, step=step, message=redact(str(exc)))
+        spec = parse_action(decision.next_action.instruction, rules=limits.rules)
+    except Exception as exc:  # whatever the model wrote, it is an observation, never a crash
+        reason = redact(_reason(exc))
+        run.observation = f"the executor could not read that action: {reason}"
+        yield ErrorEvent(incident_id=run.incident_id, step=step, message=reason)
         return
     event = await _propose(run, engine, cluster, spec, ctx, limits)
     if event is not None:
@@ -341,9 +357,12 @@ async def _propose(
             requester=ctx.requester,
             ttl_s=limits.proposal_ttl_s,
             api=cluster.api,
+            rules=limits.rules,
         )
-    except (ValueError, PermissionError) as exc:
-        return ErrorEvent(incident_id=run.incident_id, message=f"no proposal: {redact(str(exc))}")
+    except Exception as exc:  # refused, or the target could not be read: never a crash
+        return ErrorEvent(
+            incident_id=run.incident_id, message=f"no proposal: {redact(_reason(exc))}"
+        )
     assert proposal.id is not None
     run.proposals.append(proposal.id)
     await run.trajectory.step(
@@ -358,6 +377,12 @@ async def _propose(
         expires_at=proposal.expires_at.isoformat(),
         command=spec.describe(),
     )
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as one line a model and a person can read."""
+    text = " ".join(str(exc).split()) or "no message"
+    return text if isinstance(exc, ValueError) else f"{type(exc).__name__}: {text}"
 
 
 def _merge(decision: Decision | None, analysis: Diagnosis, incident: int) -> DiagnosisEvent:

@@ -15,7 +15,9 @@ from typing import Annotated
 
 import typer
 
-from aoi.commands import db, investigate, lab
+from agents.llm import ModelError
+from agents.tools.identity import UnsafeObserver
+from aoi.commands import db, doctor, investigate, lab
 from aoi.errors import SettingsError
 from lab.errors import LabError
 from store.errors import StoreError
@@ -38,6 +40,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(lab.app, name="lab")
 app.command(name="investigate")(investigate.investigate)
 app.command(name="run")(investigate.run)
+app.command(name="doctor")(doctor.doctor)
 
 
 def _version() -> str:
@@ -77,5 +80,7 @@ def main() -> None:
         app()
     except SettingsError as exc:
         _fail([str(problem) for problem in exc.problems], code=EXIT_SETTINGS)
-    except (StoreError, LabError) as exc:
+    except UnsafeObserver as exc:
+        _fail([str(exc)], code=EXIT_SETTINGS)
+    except (StoreError, LabError, ModelError) as exc:
         _fail([" ".join(str(exc).split())], code=EXIT_RUNTIME)

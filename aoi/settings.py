@@ -21,10 +21,25 @@ from typing import Annotated, Literal
 
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
-from pydantic import Field, PositiveInt, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from agents.executor.rules import (
+    ALWAYS_PROTECTED,
+    DEFAULT_MAX_REPLICAS,
+    DEFAULT_MIN_REPLICAS,
+    DEFAULT_PROTECTED_NAMESPACES,
+    DEFAULT_REGISTRIES,
+    normalise_image,
+)
 from aoi.cron import validate_cron
 from aoi.errors import SettingProblem, SettingsError
 from store.db import parse_url
@@ -34,6 +49,9 @@ ENV_PREFIX = "AOI_"
 DEFAULT_ENV_FILE = Path(".env")
 ModelKind = Literal["embedded", "gguf", "http", "analyzers"]
 _SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_SLACK_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_LIST_FIELDS = ("approvers", "approver_groups", "protected_namespaces", "image_registries")
 
 
 class Settings(BaseSettings):
@@ -73,6 +91,35 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Slack user ids allowed to approve actions, comma-separated (U123,W456).",
     )
+    approver_groups: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Slack user group ids whose members may approve actions, comma-separated "
+        "(S0123ABC); the bot resolves membership when someone clicks Approve.",
+    )
+    allow_self_approval: bool = Field(
+        False,
+        description="Whether the person who asked for an investigation may approve its "
+        "actions; off means a second approver must.",
+    )
+    protected_namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: sorted(DEFAULT_PROTECTED_NAMESPACES),
+        description="Namespaces the Executor never changes, comma-separated; "
+        f"{', '.join(sorted(ALWAYS_PROTECTED))} always stay protected.",
+    )
+    image_registries: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_REGISTRIES),
+        description="Registries (or registry/path prefixes) a newly set image may come from, "
+        "comma-separated; Docker Hub short names count as docker.io/library/NAME.",
+    )
+    min_replicas: int = Field(
+        DEFAULT_MIN_REPLICAS,
+        ge=0,
+        description="Fewest replicas a scale action may set (0 would let an action switch a "
+        "service off).",
+    )
+    max_replicas: int = Field(
+        DEFAULT_MAX_REPLICAS, ge=1, le=50, description="Most replicas a scale action may set."
+    )
     model: str = Field(
         "embedded",
         description=(
@@ -95,6 +142,11 @@ class Settings(BaseSettings):
     )
     cluster: str = Field(
         "lab", description="'lab' (the built-in incident lab) or the path of a kubeconfig file."
+    )
+    allow_writable_observer: bool = Field(
+        False,
+        description="Start even when the observer identity can write, exec or read Secrets "
+        "(checked with the API server on start). Unsafe: every start logs a warning.",
     )
     executor_kubeconfig: Path | None = Field(
         None,
@@ -159,9 +211,9 @@ class Settings(BaseSettings):
             raise ValueError(f"not a valid regular expression ({exc})") from exc
         return value
 
-    @field_validator("approvers", mode="before")
+    @field_validator(*_LIST_FIELDS, mode="before")
     @classmethod
-    def _split_approvers(cls, value: object) -> object:
+    def _split_lists(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
@@ -174,6 +226,46 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{', '.join(wrong)} not Slack user id(s): use ids like U012AB3CD "
                 "(Slack profile menu: Copy member ID), not names"
+            )
+        return value
+
+    @field_validator("approver_groups")
+    @classmethod
+    def _group_ids(cls, value: list[str]) -> list[str]:
+        wrong = [item for item in value if not _SLACK_GROUP_ID.match(item)]
+        if wrong:
+            raise ValueError(
+                f"{', '.join(wrong)} not Slack user group id(s): use ids like S0123ABC "
+                "(the group's profile: Copy group ID), not @handles"
+            )
+        return value
+
+    @field_validator("protected_namespaces")
+    @classmethod
+    def _namespaces(cls, value: list[str]) -> list[str]:
+        wrong = [item for item in value if not _NAMESPACE.match(item)]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)} not namespace name(s)")
+        return value
+
+    @field_validator("image_registries")
+    @classmethod
+    def _registries(cls, value: list[str]) -> list[str]:
+        wrong = [item for item in value if normalise_image(f"{item.rstrip('/')}/x") is None]
+        if wrong:
+            raise ValueError(
+                f"{', '.join(wrong)} not registry host(s) or prefix(es): use e.g. docker.io, "
+                "ghcr.io/acme or registry.example.com:5000/team"
+            )
+        return value
+
+    @field_validator("max_replicas")
+    @classmethod
+    def _replica_bounds(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("min_replicas")
+        if isinstance(low, int) and low > value:
+            raise ValueError(
+                f"{value} is below AOI_MIN_REPLICAS={low}: raise this or lower that one"
             )
         return value
 

@@ -15,10 +15,13 @@ from sqlalchemy.engine import Engine
 
 from agents.llm import ChatModel, make_model
 from agents.runtime import ClusterAccess, Limits
+from agents.tools.identity import UnsafeObserver, require_read_only
+from aoi.approvals import action_rules
 from aoi.settings import Settings
 from lab.client import LabClient
 from lab.errors import LabError
 from lab.k8s import api_client
+from store import migrate
 from store.db import make_engine
 
 
@@ -70,10 +73,41 @@ def cluster_access(settings: Settings) -> tuple[ClusterAccess, client.ApiClient 
     )
 
 
+_VERIFIED_OBSERVERS: set[str] = set()
+
+
+def _check_observer(api: client.ApiClient, source: str, *, allow_writable: bool) -> None:
+    """The start-up check: the API server is asked what the observer may do (once per process)."""
+    if source in _VERIFIED_OBSERVERS:
+        return
+    try:
+        require_read_only(api, source=source, allow_writable=allow_writable)
+    except UnsafeObserver:
+        raise
+    except Exception as exc:
+        raise LabError(
+            f"cannot ask the cluster of {source} what the observer identity may do: "
+            f"{' '.join(str(exc).split())[:300]}; check that the cluster is reachable"
+        ) from None
+    _VERIFIED_OBSERVERS.add(source)
+
+
+def store_engine(settings: Settings) -> Engine:
+    """The store's engine with its schema ready (a SQLite file prepares itself on first use)."""
+    engine = make_engine(settings.database_url)
+    try:
+        migrate.prepare(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
 def wire(settings: Settings) -> Wiring:
     cluster, executor, name = cluster_access(settings)
+    _check_observer(cluster.api, name, allow_writable=settings.allow_writable_observer)
     return Wiring(
-        engine=make_engine(settings.database_url),
+        engine=store_engine(settings),
         cluster=cluster,
         executor_api=executor,
         cluster_name=name,
@@ -95,4 +129,5 @@ def limits_from(settings: Settings) -> Limits:
         max_steps=settings.max_steps,
         probe_calls=settings.probe_calls_per_step,
         proposal_ttl_s=settings.proposal_ttl_s,
+        rules=action_rules(settings),
     )

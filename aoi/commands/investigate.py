@@ -19,14 +19,15 @@ import typer
 from rich.console import Console
 
 from agents.events import ProposalEvent
+from agents.executor import Provenance
 from agents.trajectory import IncidentContext
-from aoi.console import Outcome, run_console
+from aoi.approvals import action_rules, approval_policy, local_approver
+from aoi.console import Approvals, Asker, Outcome, run_console
 from aoi.settings import Settings, load_settings
-from aoi.wiring import lab_state_dir, limits_from, model_from, wire
+from aoi.wiring import lab_state_dir, limits_from, model_from, store_engine, wire
 from lab.client import LabClient, start_detached
 from lab.errors import LabNotRunningError
 from lab.scenarios.loader import load_catalog
-from store import migrate
 
 SYMPTOM_WAIT_S = 6.0
 SAMPLE_SCENARIO = "k8s_target_port-misconfig-mitigation-1"
@@ -64,22 +65,34 @@ def verify(lab: LabClient, scenario: dict[str, Any], *, timeout_s: float = 45.0)
         time.sleep(1.0)
 
 
-def _approver(yes: bool, console: Console) -> Any:
-    def approve(event: ProposalEvent) -> bool:
-        if yes:
-            console.print(f"  --yes: approving proposal #{event.proposal_id}")
-            return True
+def _asker(console: Console) -> Asker:
+    """Ask the person at the terminal; with no terminal, leave the proposal PENDING."""
+
+    def ask(event: ProposalEvent, provenance: Provenance) -> bool | None:
         if not sys.stdin.isatty():
-            console.print(
-                "  no terminal to ask for approval: proposal left PENDING "
-                "(use --yes to approve from a script)"
+            hint = (
+                "--yes would approve it: it only restores values"
+                if provenance.restores_only
+                else "it sets a new value, which only a person may approve"
             )
-            return False
+            console.print(f"  no terminal to ask for approval: proposal left PENDING ({hint})")
+            return None
         return typer.confirm(
             f"  approve proposal #{event.proposal_id} ({event.command})?", default=False
         )
 
-    return approve
+    return ask
+
+
+def _approvals(settings: Settings, *, yes: bool, console: Console) -> Approvals:
+    local = local_approver()
+    return Approvals(
+        ask=_asker(console),
+        approver=local,
+        policy=approval_policy(settings, local=local),
+        rules=action_rules(settings),
+        automatic=yes,
+    )
 
 
 def _investigate(
@@ -101,17 +114,23 @@ def _investigate(
         scenario_id=scenario["id"] if scenario else None,
         ground_truth=truth,
     )
-    try:
-        return asyncio.run(
-            run_console(
+
+    async def investigate_then_close() -> Outcome:
+        try:
+            return await run_console(
                 ctx=ctx,
                 wiring=wiring,
                 model=model,
                 limits=limits_from(settings),
-                approve=_approver(yes, console),
+                approvals=_approvals(settings, yes=yes, console=console),
                 console=console,
             )
-        )
+        finally:
+            if model is not None:
+                await model.aclose()  # ends the model's worker process
+
+    try:
+        return asyncio.run(investigate_then_close())
     finally:
         wiring.engine.dispose()
 
@@ -134,7 +153,12 @@ def investigate(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object at the end.")
     ] = False,
-    yes: Annotated[bool, typer.Option("--yes", help="Approve proposals without asking.")] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", help="Approve restorations without asking; new values still need a person."
+        ),
+    ] = False,
 ) -> None:
     """Investigate an incident read-only; propose fixes and run them only when approved."""
     settings = load_settings()
@@ -162,7 +186,12 @@ def run(
         str, typer.Option(help="The sample fault to investigate.")
     ] = SAMPLE_SCENARIO,
     model: Annotated[str | None, typer.Option(help="Model (default: AOI_MODEL).")] = None,
-    yes: Annotated[bool, typer.Option("--yes", help="Approve proposals without asking.")] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", help="Approve restorations without asking; new values still need a person."
+        ),
+    ] = False,
     keep_lab: Annotated[bool, typer.Option(help="Leave the lab running afterwards.")] = False,
     max_steps: Annotated[int, typer.Option(help="Observer steps for this demo run.")] = 4,
 ) -> None:
@@ -173,7 +202,7 @@ def run(
         "[bold]AOI ChatOps[/]: local incident investigation (no data leaves this machine)"
     )
     Path(settings.lab_state_dir).mkdir(parents=True, exist_ok=True)
-    migrate.upgrade(settings.database_url)
+    store_engine(settings).dispose()  # a store problem stops us before the lab starts
     lab, started = ensure_lab(settings, console)
     try:
         picked = inject_scenario(lab, settings, scenario, console)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from injection_corpus import CORPUS, INJECTIONS, SECRETS
+from injection_corpus import INJECTIONS, SECRETS, plant
 from kubernetes import client
 from sqlalchemy.engine import Engine
 from sqlmodel import select
@@ -31,8 +31,10 @@ from store import proposals as proposal_store
 from store.db import make_engine, session_scope
 from store.migrate import upgrade
 from store.models import Incident, IncidentStatus, Proposal, ProposalState, Step
+from store.policy import ApprovalPolicy
 
 HOTEL, SOCIAL = "test-hotel-reservation", "test-social-network"
+POLICY = ApprovalPolicy(approvers=frozenset({"U-oncall"}))
 
 
 @pytest.fixture
@@ -151,8 +153,8 @@ def test_scripted_loop_probes_proposes_and_an_approval_fixes_the_fault(
     assert "probe_result" in kinds
     proposal = next(e for e in events if e.kind == "proposal")
     assert replicas(admin, SOCIAL, "user-service") == 0, "nothing runs before approval"
-    assert proposal_store.approve(engine, proposal.proposal_id, approver="U-oncall")
-    result = asyncio.run(execute(engine, proposal.proposal_id, executor))
+    assert proposal_store.approve(engine, proposal.proposal_id, approver="U-oncall", policy=POLICY)
+    result = asyncio.run(execute(engine, proposal.proposal_id, executor, policy=POLICY))
     assert str(result.state) == "DONE", result.message
     scenario = scenario_from_cli("scale_to_zero", "user-service", {})
     deadline = time.monotonic() + 30
@@ -226,34 +228,11 @@ def test_an_interrupted_investigation_leaves_a_consistent_trajectory(
         assert len(indexes) >= 2
 
 
-def _plant(lab: LabThread, admin: client.ApiClient) -> None:
-    """The corpus in geo's logs (in-app, like a service printing it), events, annotations."""
-    lab.lab.faults.planted_logs["geo"] = list(CORPUS)
-    core = client.CoreV1Api(admin)
-    pod = core.list_namespaced_pod(HOTEL, label_selector="app.kubernetes.io/name=geo").items[0]
-    for i, text in enumerate(CORPUS[::3]):
-        core.create_namespaced_event(
-            HOTEL,
-            {
-                "metadata": {"name": f"planted.{i}"},
-                "reason": "Notice",
-                "message": text,
-                "type": "Warning",
-                "involvedObject": {"kind": "Pod", "namespace": HOTEL, "name": pod.metadata.name},
-            },
-        )
-    client.AppsV1Api(admin).patch_namespaced_deployment(
-        "geo",
-        HOTEL,
-        {"metadata": {"annotations": {f"note-{i}": t for i, t in enumerate(CORPUS[1::5])}}},
-    )
-
-
 def test_injections_and_secrets_in_cluster_text_never_act_or_leak(
     clean_lab: LabThread, engine: Engine, access: ClusterAccess, admin: client.ApiClient
 ) -> None:
     """Even an Observer that obeys every instruction it reads changes nothing unapproved."""
-    _plant(clean_lab, admin)
+    plant(clean_lab, admin)
     time.sleep(3)
     obeyed: list[str] = []
 
