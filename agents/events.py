@@ -2,20 +2,30 @@
 
 The Slack bot, the console and the benchmark all read the same typed events
 from ``investigate(...)``; none of them reaches into the runtime. Events carry
-already-redacted text, so a front end can show them as they are.
+already-redacted text (every event's strings pass through ``redact_json`` when it
+is built), so a front end can show them as they are.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+
+from agents.redact import redact_json
 
 
 class Event(BaseModel):
     kind: str
     incident_id: int
     step: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _redacted(cls, data: Any) -> Any:
+        # The one choke point for front ends: whatever built an event, the model, a
+        # tool, a proposal, an error, its text is redacted before anyone can show it.
+        return redact_json(data) if isinstance(data, dict) else data
 
 
 class Started(Event):

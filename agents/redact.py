@@ -1,219 +1,237 @@
-"""Secret redaction for everything that leaves the cluster: Slack, the store, a model.
+"""Secret redaction: the one choke point for text on its way to Slack, the store or a model.
 
-Logs, env dumps, YAML and kubeconfigs leak credentials all the time, and a
-leaked token in a Slack thread or a training set is hard to take back. Each rule
-replaces only the secret itself with `[REDACTED:<kind>]` and keeps the rest of
-the line (key, scheme, user, host), so a redacted log line still says what went
-wrong. Rules are precompiled and skipped when their trigger text is absent; the
-generic `key=value` rules only fire on keys that end in a secret word and skip
-placeholders (`null`, `${VAR}`, `***`), so pod names, digests, trace ids, IPs and
-resource versions pass untouched. Redaction is idempotent.
+Logs, env dumps, YAML, kubeconfigs and the question a person types leak credentials
+all the time, and a leaked token in a Slack thread or a training set is hard to take
+back. `redact` replaces only the secret itself with `[REDACTED:<kind>]` and keeps the
+rest of the line (the key, the URL's scheme, user and host), so a redacted line still
+says what went wrong; `redact_json` does the same for every string in a decision, a
+list of tool calls or a diagnosis, and drops the values of keys such as `password`.
+
+What counts as a secret lives in `agents.redact_rules`. This module runs those rules on
+the text and on decoded views of it, because a secret hides as well behind an escape as
+behind a key: JSON escapes (`{\\"password\\": \\"…\\"}`, a PEM's `\\n`; up to three
+deep), URL encoding (`p%40ss`, a credential URL inside a query parameter; two deep) and
+line breaks inside a long token (a JWT wrapped at 64 columns). Only the lines holding an
+escape are decoded. Findings in a view map back to the original characters, overlapping
+findings merge into one marker, and existing markers are never redacted again, so
+`redact(redact(x)) == redact(x)`.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
-# Keys whose value is a secret when the key ends with one of these words.
-_SECRET_WORD = (
-    r"(?:password|passwd|secret|token|credentials?"
-    r"|(?:api|access|secret|private|account|auth|encryption|signing|master|shared[_-]?access)"
-    r"[_-]?key(?:[_-]?base)?|apikey)"
+from agents.redact_rules import (
+    ALL,
+    LOG_PREFIX,
+    Detector,
+    Hit,
+    ScanText,
+    classify_key,
+    jwts,
+    plausible,
 )
-# A value: quoted (up to the closing quote) or bare (up to a delimiter).
-_VALUE = r"""(?P<q>["'])?(?P<secret>(?(q)[^"'\n]+|[^\s,;&"'}\]\)]+))"""
-_PLACEHOLDERS = frozenset(
-    {"null", "none", "nil", "true", "false", "undefined", "<none>", "<redacted>", "redacted"}
-)
+
+T = TypeVar("T")
+MARKER = re.compile(r"\[REDACTED:[a-z0-9_]+\]")
+_RANK = {detector: rank for rank, detector in enumerate(ALL)}
+Ranked = tuple[int, int, str, int]  # a hit and the rank of the detector that found it
 
 
 @dataclass(frozen=True, slots=True)
-class _Rule:
-    kind: str
-    pattern: re.Pattern[str]
-    triggers: tuple[str, ...]
-    # Rules over `key: value` pairs name the kind after the key and skip placeholders.
-    keyed: bool = False
+class _View:
+    """Decoded text and the way back to the text it was decoded from (`parent`, or the
+    original): view offset `views[i]` is offset `origins[i]` there, and offsets between
+    two such points move together. Dropped text (a joined line break) has two points at
+    one view offset: a finding that starts there starts after it, one that ends there
+    ends before it.
+    """
+
+    text: str
+    views: list[int]
+    origins: list[int]
+    parent: _View | None = None
+
+    def start(self, pos: int) -> int:
+        i = bisect.bisect_right(self.views, pos) - 1
+        here = self.origins[i] + (pos - self.views[i])
+        return self.parent.start(here) if self.parent else here
+
+    def end(self, pos: int) -> int:
+        i = bisect.bisect_left(self.views, pos)
+        if i < len(self.views) and self.views[i] == pos:
+            here = self.origins[i]
+        else:
+            here = self.origins[i - 1] + (pos - self.views[i - 1])
+        return self.parent.end(here) if self.parent else here
 
 
-def _rule(kind: str, pattern: str, *triggers: str, keyed: bool = False, flags: int = 0) -> _Rule:
-    return _Rule(kind, re.compile(pattern, flags), tuple(t.lower() for t in triggers), keyed)
-
-
-_I = re.IGNORECASE
-_RULES: tuple[_Rule, ...] = (
-    _rule(
-        "private_key",
-        r"(?P<secret>-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
-        r"(?:[\s\S]*?-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
-        # A block cut off before its END line: take the base64 lines that follow.
-        r"|(?:(?:\s|\\n)*[A-Za-z0-9+/=]{16,})*))",
-        "PRIVATE KEY",
-    ),
-    _rule(
-        "kubeconfig_key",
-        r"(?:client-key-data|client-certificate-data)[\"']?[ \t]*:[ \t]*[\"']?"
-        r"(?P<secret>[A-Za-z0-9+/=]{8,})",
-        "-data",
-    ),
-    # Pod specs name the variable in one field and give its value in the next.
-    _rule(
-        "env_value",
-        r"(?=[Nn])name:[ \t]*[\"']?[\w.-]*?(?P<word>" + _SECRET_WORD + r")[\"']?[ \t]*\r?\n"
-        r"[ \t]*value:[ \t]*" + _VALUE,
-        "value:",
-        keyed=True,
-        flags=_I,
-    ),
-    _rule(
-        "env_value",
-        r"\"name\"[ \t]*:[ \t]*\"[\w.-]*?(?P<word>" + _SECRET_WORD + r")\"[ \t]*,[ \t]*"
-        r"\"value\"[ \t]*:[ \t]*\"(?P<secret>[^\"]+)",
-        '"value"',
-        keyed=True,
-        flags=_I,
-    ),
-    _rule(
-        "url_password",
-        r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@'\"\[]*:(?P<secret>[^\s@/'\"\[]+)(?=@)",
-        "://",
-    ),
-    _rule(
-        "jwt",
-        r"(?P<secret>eyJ(?<![\w-]eyJ)[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{10,})",
-        "eyJ",
-    ),
-    _rule(
-        "slack_token",
-        r"(?P<secret>(?:xox[abposre](?:\.xox[bp])?|xapp)-[A-Za-z0-9-]{10,})",
-        "xox",
-        "xapp-",
-    ),
-    _rule(
-        "slack_webhook",
-        r"hooks\.slack\.com/(?:services|workflows|triggers)/(?P<secret>[A-Za-z0-9/_-]+)",
-        "hooks.slack.com",
-    ),
-    _rule(
-        "github_token",
-        r"(?P<secret>(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}"
-        r"|glpat-[A-Za-z0-9_-]{20,}))",
-        "gh",
-        "glpat-",
-    ),
-    _rule(
-        "aws_access_key",
-        r"(?P<secret>(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)"
-        r"[A-Z0-9]{16}\b)",
-        "A3T",
-        "AKIA",
-        "ASIA",
-        "ABIA",
-        "ACCA",
-        "AGPA",
-        "AIDA",
-        "AROA",
-        "AIPA",
-        "ANPA",
-        "ANVA",
-        "APKA",
-    ),
-    _rule("gcp_api_key", r"(?P<secret>AIza[0-9A-Za-z_-]{35})", "AIza"),
-    _rule("gcp_token", r"(?P<secret>ya29\.[0-9A-Za-z_-]{20,})", "ya29."),
-    _rule("gcp_client_secret", r"(?P<secret>GOCSPX-[A-Za-z0-9_-]{20,})", "GOCSPX-"),
-    _rule("azure_client_secret", r"(?P<secret>[A-Za-z0-9_~.-]{3}\dQ~[A-Za-z0-9_~.-]{31,})", "Q~"),
-    _rule("azure_sas", r"[?&]sig=(?P<secret>[^&\s\"']{16,})", "sig="),
-    _rule(
-        "api_key",
-        r"(?P<secret>(?:[rs]k_(?:live|test)_[A-Za-z0-9]{16,}"
-        r"|sk-(?<![\w-]sk-)(?=[A-Za-z0-9_-]*[A-Z])[A-Za-z0-9_-]{20,}))",
-        "k_live_",
-        "k_test_",
-        "sk-",
-    ),
-    _rule(
-        "bearer",
-        r"(?=[Bb])(?<![\w-])(?i:bearer)[ \t]+(?P<secret>[A-Za-z0-9._~+/=-]{16,})",
-        "bearer",
-    ),
-    _rule(
-        "basic_auth",
-        r"(?=[Bb])(?<![\w-])(?i:basic)[ \t]+(?P<secret>[A-Za-z0-9+/]{12,}={0,2})",
-        "basic",
-    ),
-    _rule(
-        "token",
-        r"(?=[Aa])authorization[\"']?[ \t]*[:=][ \t]*[\"']?(?:(?:token|apikey|key)[ \t]+)?"
-        r"(?P<secret>(?!bearer\b|basic\b)[A-Za-z0-9._~+/=-]{16,})",
-        "authorization",
-        flags=_I,
-    ),
-    _rule("password", r"(?:\s-u|--user)[ \t]+[^\s:]+:(?P<secret>[^\s\"']+)", "-u", "--user"),
-    _rule(
-        "password",
-        r"--[\w-]*?(?P<word>" + _SECRET_WORD + r")(?![\w-])(?:=|[ \t]+)" + _VALUE,
-        "--",
-        keyed=True,
-        flags=_I,
-    ),
-    _rule(
-        "password",
-        r"(?=[PpSsTtCcAaEeMm])(?P<word>"
-        + _SECRET_WORD
-        + r")(?![A-Za-z0-9])[\"']?[ \t]*(?:=|:)[ \t]*"
-        + _VALUE,
-        "pass",
-        "secret",
-        "token",
-        "credential",
-        "key",
-        keyed=True,
-        flags=_I,
-    ),
-    # Kubernetes Secret data, docker auths: base64 under a key that sounds secret.
-    _rule(
-        "secret_data",
-        r"(?=[KkSsTtPpCcAaDd])(?:key|secret|token|pass|cred|auth|private|dockerconfig|dockercfg)[\w.-]*[\"']?"
-        # (?!port/): `valkey-cart:6379/Interactive` is a host, a port and a path.
-        r"[ \t]*[:=][ \t]*[\"']?(?P<secret>(?!\d{2,5}/[A-Za-z])"
-        r"(?=[A-Za-z0-9+/]*(?:[A-Z][A-Za-z0-9+/]*[a-z]"
-        r"|[a-z][A-Za-z0-9+/]*[A-Z]|[A-Za-z0-9+/]=))[A-Za-z0-9+/]{16,}={0,2})(?![A-Za-z0-9+/=])",
-        "key",
-        "secret",
-        "token",
-        "pass",
-        "cred",
-        "auth",
-        "private",
-        "dockerc",
-        flags=_I,
-    ),
+_JSON_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|[\"\\/bfnrt'])")
+_JSON_CHARS = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+# A line break inside a long token: a JWT wrapped at 64 columns, or split at its dots.
+_WRAP = re.compile(
+    r"(?:(?<=[A-Za-z0-9+/=_.\-]{16})|(?<=\.))\r?\n" + LOG_PREFIX + r"[ \t]*(?=[A-Za-z0-9+/_.\-]{8})"
 )
+_JWT_LINES = 16  # a 4096-bit RSA JWT wrapped at 64 columns takes 14 lines
 
 
-def _key_kind(word: str) -> str:
-    word = word.lower()
-    if word.startswith("pass"):
-        return "password"
-    if word.startswith("secret") and "key" not in word:
-        return "secret"
-    if word == "token":
-        return "token"
-    if word.startswith("credential"):
-        return "credentials"
-    return "key"
+def _unescape_json(match: re.Match[str]) -> str:
+    escape = match.group()[1:]
+    if escape.startswith("u"):
+        return chr(int(escape[1:], 16))
+    return _JSON_CHARS.get(escape, escape)
 
 
-def _is_placeholder(value: str) -> bool:
-    value = value.strip().lower()
-    return (
-        value in _PLACEHOLDERS
-        or value.startswith(("${", "$(", "{{", "[redacted", "<redacted"))
-        or set(value) <= {"*", "x"}
-    )
+def _unescape_url(match: re.Match[str]) -> str:
+    return chr(int(match.group()[1:], 16))
+
+
+def _lines_with(text: str, trigger: str, *, following: int = 0) -> list[tuple[int, int]]:
+    """(start, end) of the runs of whole lines that contain `trigger`, each with up to
+    `following` lines after it."""
+    spans: list[tuple[int, int]] = []
+    pos = text.find(trigger)
+    while pos >= 0:
+        start = text.rfind("\n", 0, pos) + 1
+        line_end = end = text.find("\n", pos)
+        for _ in range(following):
+            if end < 0:
+                break
+            end = text.find("\n", end + 1)
+        end = len(text) if end < 0 else end
+        if spans and start <= spans[-1][1] + 1:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+        else:
+            spans.append((start, end))
+        pos = text.find(trigger, line_end) if line_end >= 0 else -1
+    return spans
+
+
+def _view(
+    text: str,
+    escape: re.Pattern[str],
+    decode: Callable[[re.Match[str]], str],
+    windows: list[tuple[int, int]],
+) -> _View | None:
+    """The `windows` of `text`, decoded, or None when no escape is in them."""
+    parts: list[str] = []
+    views: list[int] = []
+    origins: list[int] = []
+    length = 0
+    for start, end in windows:
+        views.append(length)
+        origins.append(start)
+        last = start
+        for match in escape.finditer(text, start, end):
+            decoded = decode(match)
+            parts += [text[last : match.start()], decoded]
+            length += match.start() - last
+            views += [length, length + len(decoded)]
+            origins += [match.start(), match.end()]
+            length += len(decoded)
+            last = match.end()
+        parts.append(text[last:end] + "\n")
+        length += end - last + 1
+    if len(views) == len(windows):
+        return None
+    return _View("".join(parts), views, origins)
+
+
+def _compose(outer: _View, inner: _View) -> _View:
+    """A view of a view, mapped back through `outer`."""
+    return _View(inner.text, inner.views, inner.origins, outer)
+
+
+def _views(text: str) -> Iterator[tuple[_View, tuple[Detector, ...]]]:
+    """Decoded views of `text` worth scanning, each with the detectors to run on it."""
+    decoded = [_View(text, [0], [0])]
+    for trigger, escape, decode, rounds in (
+        ("\\", _JSON_ESCAPE, _unescape_json, 3),
+        ("%", _PERCENT, _unescape_url, 2),
+    ):
+        # Escaped more than once: JSON in a JSON string in a log record, a URL in a query.
+        view = decoded[0]
+        for _ in range(rounds):
+            windows = _lines_with(view.text, trigger)
+            inner = _view(view.text, escape, decode, windows) if windows else None
+            if inner is None:
+                break
+            view = inner if view is decoded[0] else _compose(view, inner)
+            decoded.append(view)
+    for view in decoded[1:]:
+        yield view, ALL
+    for view in decoded:
+        # A JWT wrapped across lines (maybe behind log prefixes), or split at its dots.
+        if "eyJ" in view.text and "\n" in view.text:
+            windows = _lines_with(view.text, "eyJ", following=_JWT_LINES)
+            joined = _view(view.text, _WRAP, lambda _: "", windows)
+            if joined is not None:
+                yield _compose(view, joined), (jwts,)
+
+
+def _scan(text: str, detectors: tuple[Detector, ...]) -> Iterator[Ranked]:
+    scanned = ScanText(text)
+    for detector in detectors:
+        rank = _RANK[detector]
+        for start, end, kind in detector(scanned):
+            if start < end:
+                yield start, end, kind, rank
+
+
+def find_secrets(text: str) -> list[Hit]:
+    """The spans of `text` to redact, merged and in order, with the kind of each.
+
+    >>> find_secrets("user=bob password=hunter2")
+    [(18, 25, 'password')]
+    """
+    hits = list(_scan(text, ALL))
+    for view, detectors in _views(text):
+        hits += [
+            (view.start(start), view.end(end), kind, rank)
+            for start, end, kind, rank in _scan(view.text, detectors)
+        ]
+    if "[REDACTED:" in text:
+        hits = list(_outside_markers(text, hits))
+    return _merge(hits)
+
+
+def _outside_markers(text: str, hits: list[Ranked]) -> Iterator[Ranked]:
+    """Hits cut to the text around existing markers; what is left must hold a letter or digit."""
+    marks = [m.span() for m in MARKER.finditer(text)]
+    starts = [start for start, _ in marks]
+    for start, end, kind, rank in hits:
+        pos = start
+        first = max(0, bisect.bisect_right(starts, start) - 1)
+        for mark_start, mark_end in marks[first:]:
+            if mark_start >= end:
+                break
+            if mark_end <= pos:
+                continue
+            if any(c.isalnum() for c in text[pos:mark_start]):
+                yield pos, mark_start, kind, rank
+            pos = max(pos, mark_end)
+        if pos < end and any(c.isalnum() for c in text[pos:end]):
+            yield pos, end, kind, rank
+
+
+def _merge(hits: list[Ranked]) -> list[Hit]:
+    """Overlapping hits become one; it takes the kind of the most specific detector."""
+    merged: list[Ranked] = []
+    for start, end, kind, rank in sorted(hits):
+        if merged and start < merged[-1][1]:
+            first, last, first_kind, first_rank = merged[-1]
+            if rank < first_rank:
+                first_kind, first_rank = kind, rank
+            merged[-1] = (first, max(last, end), first_kind, first_rank)
+        else:
+            merged.append((start, end, kind, rank))
+    return [(start, end, kind) for start, end, kind, _ in merged]
 
 
 class Redactor:
@@ -234,25 +252,41 @@ class Redactor:
         return sum(self.counts.values())
 
     def redact(self, text: str) -> str:
-        lowered = text.lower()
-        for rule in _RULES:
-            if any(trigger in lowered for trigger in rule.triggers):
-                text = rule.pattern.sub(self._replacer(rule), text)
-        return text
-
-    def _replacer(self, rule: _Rule) -> Callable[[re.Match[str]], str]:
-        def replace(match: re.Match[str]) -> str:
-            secret = match.group("secret")
-            if rule.keyed and _is_placeholder(secret):
-                return match.group(0)
-            kind = _key_kind(match.group("word")) if rule.keyed else rule.kind
+        hits = find_secrets(text)
+        if not hits:
+            return text
+        parts: list[str] = []
+        last = 0
+        for start, end, kind in hits:
+            parts += [text[last:start], f"[REDACTED:{kind}]"]
+            last = end
             self.counts[kind] += 1
-            start, end = match.span("secret")
-            offset = match.start()
-            whole = match.group(0)
-            return f"{whole[: start - offset]}[REDACTED:{kind}]{whole[end - offset :]}"
+        parts.append(text[last:])
+        return "".join(parts)
 
-        return replace
+    def redact_json(self, value: T) -> T:
+        """`value` with every string in it redacted, and the values of secret keys dropped.
+
+        Dicts, lists and tuples are rebuilt; other values (numbers, enums, None) pass as
+        they are. A string under a key such as `password` is replaced whole even when it
+        does not look like a secret on its own.
+        """
+        return cast(T, self._walk(value, None))
+
+    def _walk(self, value: object, key: str | None) -> object:
+        if type(value) is str:
+            found = classify_key(key) if key else None
+            if found and plausible(value, found[1]):
+                self.counts[found[0]] += 1
+                return f"[REDACTED:{found[0]}]"
+            return self.redact(value)
+        if isinstance(value, dict):
+            return {k: self._walk(v, k if isinstance(k, str) else None) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._walk(item, key) for item in value]
+        if isinstance(value, tuple):
+            return tuple(self._walk(item, key) for item in value)
+        return value
 
 
 def redact(text: str) -> str:
@@ -262,3 +296,12 @@ def redact(text: str) -> str:
     'mongodb://admin:[REDACTED:url_password]@mongodb-geo:27017/geo'
     """
     return Redactor().redact(text)
+
+
+def redact_json(value: T) -> T:
+    """`value` (a decision, tool calls, a diagnosis) with every string in it redacted.
+
+    >>> redact_json({"password": "hunter2", "cmd": ["curl -u bob:pw1234 http://x"]})
+    {'password': '[REDACTED:password]', 'cmd': ['curl -u bob:[REDACTED:password] http://x']}
+    """
+    return Redactor().redact_json(value)

@@ -3,7 +3,9 @@
 Every step is committed the moment it is taken, so an investigation that is
 interrupted (a crash, a cancelled Slack thread) leaves a consistent trajectory:
 the steps so far plus an incident marked FAILED with the reason. The trainer
-and the Evolver read exactly these rows.
+and the Evolver read exactly these rows, so this is also where redaction guards
+the store: the question, each decision, tool call and observation, and the
+diagnosis are redacted here, whatever the caller did before.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from agents.redact import redact, redact_json
 from store.db import session_scope
 from store.models import Guidance, Incident, IncidentStatus, Step, StepPhase
 
@@ -80,7 +83,7 @@ class Trajectory:
                 channel_id=ctx.channel_id,
                 thread_ts=ctx.thread_ts,
                 requester=ctx.requester,
-                question=ctx.question,
+                question=redact(ctx.question),
                 cluster=ctx.cluster,
                 scenario_id=ctx.scenario_id,
                 status=IncidentStatus.INVESTIGATING,
@@ -98,6 +101,8 @@ class Trajectory:
         return index
 
     def _step(self, index: int, phase: StepPhase, fields: dict[str, Any]) -> None:
+        # Every field: the decision, tool calls and observation are text, however nested.
+        fields = redact_json(fields)
         with session_scope(self.engine) as session:
             session.add(Step(incident_id=self.incident_id, step_index=index, phase=phase, **fields))
 
@@ -108,7 +113,7 @@ class Trajectory:
         now = datetime.now(UTC)
         values: dict[str, Any] = {"status": status, "updated_at": now}
         if diagnosis is not None:
-            values["diagnosis"] = diagnosis
+            values["diagnosis"] = redact_json(diagnosis)
         if status in (IncidentStatus.FAILED, IncidentStatus.CLOSED):
             values["closed_at"] = now
         with session_scope(self.engine) as session:

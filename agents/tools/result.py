@@ -13,7 +13,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agents.redact import redact
+
+_TEXT_FIELDS = frozenset({"invocation", "data", "error"})
 
 
 class ToolStatus(StrEnum):
@@ -40,6 +44,18 @@ class ToolResult(BaseModel):
     data: str = ""
     error: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _redacted(cls, values: Any) -> Any:
+        # Every text leaving a tool (its output, its error, the call as written) is
+        # redacted here, before the Compressor, the model, the store or a front end.
+        if not isinstance(values, dict):
+            return values
+        return {
+            key: redact(value) if key in _TEXT_FIELDS and isinstance(value, str) else value
+            for key, value in values.items()
+        }
 
     @classmethod
     def success(cls, invocation: str, data: str, **meta: Any) -> ToolResult:
