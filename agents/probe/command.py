@@ -328,6 +328,8 @@ def _targets(
     if "/" in rest[0]:
         return tuple(_slash_target(word) for word in rest), ()
     resources = [_resource(word) for word in rest[0].split(",") if word]
+    if not resources:
+        raise invalid(f"`kubectl {verb}` needs a resource type, e.g. pods or deploy/NAME")
     names = rest[1:]
     if len(resources) > 1 and names:
         raise invalid("name several types without names, or one type with names")

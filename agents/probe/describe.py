@@ -180,11 +180,19 @@ def _env(container: Obj, pad: int) -> Lines:
     env = container.get("env") or []
     lines = [f"{' ' * pad}Environment:" + ("" if env else "  <none>")]
     for item in env:
+        source = item.get("valueFrom") or {}
         if "value" in item:
             value = item["value"]
-        else:
-            ref = (item.get("valueFrom") or {}).get("configMapKeyRef") or {}
+        elif "secretKeyRef" in source:  # a reference, as kubectl shows it: never the value
+            ref = source["secretKeyRef"] or {}
+            value = f"<set to the key '{ref.get('key')}' in secret '{ref.get('name')}'>"
+        elif "configMapKeyRef" in source:
+            ref = source["configMapKeyRef"] or {}
             value = f"<set to the key '{ref.get('key')}' of config map '{ref.get('name')}'>"
+        elif "fieldRef" in source:
+            value = f"({(source['fieldRef'] or {}).get('fieldPath')})"
+        else:
+            value = "<set from a reference>"
         lines.append(f"{' ' * (pad + 2)}{item.get('name')}:  {value}")
     return lines
 

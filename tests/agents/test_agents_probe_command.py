@@ -315,6 +315,7 @@ _COMMANDS = st.one_of(
 @example(text="kubectl get cm/x/../../secrets/db -o yaml")
 @example(text="kubectl get pods -n 'default/../..'")
 @example(text="kubectl logs deploy/geo -n hotel --tail=5")
+@example(text="kubectl describe '' 0")
 def test_the_parser_raises_only_its_error_and_accepted_commands_only_read(text: str) -> None:
     try:
         cmd = parse_kubectl(text)
@@ -342,3 +343,11 @@ def test_the_probe_never_raises_and_never_sends_anything_but_reads(instruction: 
     assert results
     assert all(isinstance(r, ToolResult) for r in results)
     fake.assert_only_allowlisted_reads()
+
+
+@pytest.mark.parametrize(
+    "command", ["kubectl describe '' 0", "kubectl get , geo", "kubectl get ''"]
+)
+def test_an_empty_resource_type_is_a_clear_error(command: str) -> None:
+    with pytest.raises(CommandError, match="needs a resource type"):
+        parse_kubectl(command)
