@@ -12,9 +12,13 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
+from sqlalchemy.engine import Engine
 from support.lab import LabThread
 
+from agents.runtime import ClusterAccess
 from lab.k8s import api_client
+from store.db import make_engine
+from store.migrate import upgrade
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +54,25 @@ def observer(lab: LabThread) -> client.ApiClient:
 def executor(lab: LabThread) -> client.ApiClient:
     assert lab.lab.endpoints is not None
     return api_client(Path(lab.lab.endpoints.executor_kubeconfig))
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """A migrated SQLite store of this test's own."""
+    url = f"sqlite:///{tmp_path / 'aoi.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def access(lab: LabThread) -> ClusterAccess:
+    """The lab as the runtime sees a cluster: the observer identity and the telemetry APIs."""
+    ends = lab.lab.endpoints
+    assert ends is not None
+    return ClusterAccess(
+        api=api_client(Path(ends.observer_kubeconfig)),
+        prometheus_url=ends.prometheus_url,
+        jaeger_url=ends.jaeger_url,
+    )

@@ -9,36 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import Engine
 from sqlmodel import select
 from support.lab import LabThread
 
 from agents.llm import SupervisedModel, embedded_model_path
 from agents.runtime import ClusterAccess, Limits, investigate
 from agents.trajectory import IncidentContext
-from lab.k8s import api_client
 from lab.scenarios.loader import scenario_from_cli
-from store.db import make_engine, session_scope
-from store.migrate import upgrade
+from store.db import session_scope
 from store.models import Step, StepPhase
 
 
 @pytest.mark.slow
 def test_embedded_model_investigates_with_valid_decisions(
-    clean_lab: LabThread, tmp_path: Path
+    clean_lab: LabThread, engine: Engine, access: ClusterAccess
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'aoi.db'}"
-    upgrade(url)
-    engine = make_engine(url)
-    ends = clean_lab.lab.endpoints
-    assert ends is not None
-    access = ClusterAccess(
-        api=api_client(Path(ends.observer_kubeconfig)),
-        prometheus_url=ends.prometheus_url,
-        jaeger_url=ends.jaeger_url,
-    )
     clean_lab.run(clean_lab.lab.inject(scenario_from_cli("mongodb_revoke_auth", "mongodb-geo", {})))
     time.sleep(4)
     model = SupervisedModel(embedded_model_path(), threads=1)

@@ -14,7 +14,6 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,9 +34,8 @@ from agents.executor.actions import (
 from agents.executor.provenance import Origin, Provenance
 from lab.apps import APPS
 from lab.scenarios import Scenario, load_catalog, scenario_from_cli
-from store.db import make_engine, session_scope
+from store.db import session_scope
 from store.errors import ApprovalRefused
-from store.migrate import upgrade
 from store.models import Incident, Proposal, ProposalState
 from store.policy import ApprovalPolicy
 from store.proposals import approve
@@ -50,13 +48,6 @@ PORT_FIX = """'{"spec":{"ports":[{"port":9090,"targetPort":9090}]}}'"""
 PROFILE = (
     """'{"spec":{"template":{"spec":{"containers":[{"name":"profile","command":["profile"]}]}}}}'"""
 )
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    url = f"sqlite:///{tmp_path / 'aoi.db'}"
-    upgrade(url)
-    return make_engine(url)
 
 
 def _incident(engine: Engine) -> int:

@@ -25,10 +25,8 @@ from agents.events import AnyEvent, DiagnosisEvent, ErrorEvent
 from agents.llm import SupervisedModel, embedded_model_path
 from agents.runtime import ClusterAccess, Limits, investigate
 from agents.trajectory import IncidentContext
-from lab.k8s import api_client
 from lab.scenarios.loader import scenario_from_cli
-from store.db import make_engine, session_scope
-from store.migrate import upgrade
+from store.db import session_scope
 from store.models import Incident, IncidentStatus, Step, StepPhase
 
 
@@ -50,18 +48,8 @@ async def _investigate(
 @pytest.mark.slow
 @pytest.mark.parametrize("death", ["SIGKILL", "SIGSEGV"])
 def test_a_worker_death_mid_investigation_costs_one_decision(
-    clean_lab: LabThread, tmp_path: Path, death: str
+    clean_lab: LabThread, engine: Engine, access: ClusterAccess, tmp_path: Path, death: str
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'aoi.db'}"
-    upgrade(url)
-    engine = make_engine(url)
-    ends = clean_lab.lab.endpoints
-    assert ends is not None
-    access = ClusterAccess(
-        api=api_client(Path(ends.observer_kubeconfig)),
-        prometheus_url=ends.prometheus_url,
-        jaeger_url=ends.jaeger_url,
-    )
     clean_lab.run(clean_lab.lab.inject(scenario_from_cli("scale_to_zero", "user-service", {})))
     trigger = tmp_path / "crash-once"
     if death == "SIGSEGV":

@@ -10,10 +10,8 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import pytest
 from injection_corpus import INJECTIONS, SECRETS, plant
 from kubernetes import client
 from sqlalchemy.engine import Engine
@@ -25,34 +23,14 @@ from agents.executor import execute
 from agents.llm import Message, ModelUnavailable, ScriptedModel
 from agents.runtime import ClusterAccess, Limits, investigate
 from agents.trajectory import IncidentContext
-from lab.k8s import api_client
 from lab.scenarios.loader import scenario_from_cli
 from store import proposals as proposal_store
-from store.db import make_engine, session_scope
-from store.migrate import upgrade
+from store.db import session_scope
 from store.models import Incident, IncidentStatus, Proposal, ProposalState, Step
 from store.policy import ApprovalPolicy
 
 HOTEL, SOCIAL = "test-hotel-reservation", "test-social-network"
 POLICY = ApprovalPolicy(approvers=frozenset({"U-oncall"}))
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    url = f"sqlite:///{tmp_path / 'aoi.db'}"
-    upgrade(url)
-    return make_engine(url)
-
-
-@pytest.fixture
-def access(lab: LabThread) -> ClusterAccess:
-    ends = lab.lab.endpoints
-    assert ends is not None
-    return ClusterAccess(
-        api=api_client(Path(ends.observer_kubeconfig)),
-        prometheus_url=ends.prometheus_url,
-        jaeger_url=ends.jaeger_url,
-    )
 
 
 def decision(
