@@ -109,7 +109,7 @@ async def investigate(
     await run.trajectory.open(ctx)
     yield Started(
         incident_id=run.incident_id,
-        question=redact(ctx.question),
+        question=ctx.question,
         model=model.name if model else "analyzers",
     )
     status = IncidentStatus.FAILED
@@ -182,12 +182,12 @@ async def _triage(run: _Run, cluster: ClusterAccess) -> _Triage:
             analyzer=f.analyzer,
             severity=str(f.severity),
             component=f.component,
-            summary=redact(f.summary),
-            evidence=[redact(e) for e in f.evidence[:3]],
+            summary=f.summary,
+            evidence=f.evidence[:3],
         )
         for f in diagnosis.findings[:5]
     ]
-    events += [ErrorEvent(incident_id=run.incident_id, message=redact(e)) for e in report.errors]
+    events += [ErrorEvent(incident_id=run.incident_id, message=e) for e in report.errors]
     return _Triage(diagnosis, events)
 
 
@@ -238,14 +238,14 @@ async def _observe_loop(
             incident_id=run.incident_id,
             step=step,
             phase=decision.phase,
-            summary=redact(decision.summary),
+            summary=decision.summary,
             next_action=decision.next_action.kind,
-            instruction=redact(decision.next_action.instruction),
+            instruction=decision.next_action.instruction,
         )
         yield Hypothesis(
             incident_id=run.incident_id,
             step=step,
-            hypotheses=[redact(h) for h in decision.hypotheses],
+            hypotheses=decision.hypotheses,
             confidence=decision.confidence,
         )
         yield decision
@@ -360,9 +360,7 @@ async def _propose(
             rules=limits.rules,
         )
     except Exception as exc:  # refused, or the target could not be read: never a crash
-        return ErrorEvent(
-            incident_id=run.incident_id, message=f"no proposal: {redact(_reason(exc))}"
-        )
+        return ErrorEvent(incident_id=run.incident_id, message=f"no proposal: {_reason(exc)}")
     assert proposal.id is not None
     run.proposals.append(proposal.id)
     await run.trajectory.step(
@@ -396,7 +394,7 @@ def _merge(decision: Decision | None, analysis: Diagnosis, incident: int) -> Dia
             system_level=analysis.system_level,
             fault_type=analysis.fault_type,
             confidence=analysis.confidence,
-            summary=redact(analysis.summary),
+            summary=analysis.summary,
             source="analyzers",
         )
     rc = decision.root_cause
@@ -410,6 +408,6 @@ def _merge(decision: Decision | None, analysis: Diagnosis, incident: int) -> Dia
         system_level=rc.system_level if rc.system_level != "Unknown" else analysis.system_level,
         fault_type=rc.fault_type if rc.fault_type != "Unknown" else analysis.fault_type,
         confidence=decision.confidence,
-        summary=redact(decision.summary),
+        summary=decision.summary,
         source="model+analyzers" if agrees else "model",
     )

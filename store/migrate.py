@@ -72,6 +72,11 @@ def upgrade(target: str | URL | Engine, *, revision: str = "head") -> str | None
             engine.dispose()
 
 
+def prepares_itself(engine: Engine) -> bool:
+    """Whether `prepare` migrates this database on its own: a writable SQLite file."""
+    return engine.dialect.name == "sqlite" and engine.url.query.get("mode") != "ro"
+
+
 def prepare(engine: Engine) -> str:
     """Make sure the schema at `engine` is this release's; returns its revision.
 
@@ -94,7 +99,7 @@ def prepare(engine: Engine) -> str:
             f"the database at {where} is at revision {current}, which this release of aoi does "
             f"not know (its newest is {head}): a newer aoi migrated it; run that version"
         )
-    if engine.dialect.name == "sqlite" and engine.url.query.get("mode") != "ro":
+    if prepares_itself(engine):
         upgrade(engine)
         return head
     state = "has no tables yet" if current is None else f"is at revision {current}"

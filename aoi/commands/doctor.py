@@ -71,7 +71,7 @@ def check_database(settings: Settings) -> Check:
         head = migrate.head_revision()
         if current == head:
             return Check("database", True, f"{where} is at revision {head}")
-        if engine.dialect.name == "sqlite" and engine.url.query.get("mode") != "ro":
+        if migrate.prepares_itself(engine):
             state = "is created" if current is None else f"is migrated from {current}"
             return Check("database", True, f"{where} {state} to {head} on first use")
         migrate.prepare(engine)  # raises the one-line SchemaMissing with what to run
