@@ -26,6 +26,9 @@ class IncidentStatus(StrEnum):
     MITIGATED = "MITIGATED"
     CLOSED = "CLOSED"
     FAILED = "FAILED"
+    # The bot stopped (restart, crash) while the investigation was running; nobody
+    # will resume it, the thread says so.
+    INTERRUPTED = "INTERRUPTED"
 
 
 class StepPhase(StrEnum):
@@ -48,6 +51,13 @@ class ProposalState(StrEnum):
 class Rating(StrEnum):
     UP = "up"
     DOWN = "down"
+
+
+class SlackMessageKind(StrEnum):
+    PROGRESS = "progress"
+    DIAGNOSIS = "diagnosis"
+    PROPOSAL = "proposal"
+    NOTE = "note"
 
 
 def _created() -> Any:
@@ -177,6 +187,10 @@ class Outcome(SQLModel, table=True):
     time_to_localize_s: float | None = None
     time_to_mitigate_s: float | None = None
     notes: str = Field(default="", sa_type=sa.Text)
+    # Who graded it: lab | slack_feedback | slack_resolved | console | bot (see store.slack),
+    # and the person who did (a Slack user id), empty for automatic outcomes.
+    source: str = ""
+    labelled_by: str = ""
     created_at: datetime = _created()
 
 
@@ -238,6 +252,70 @@ class Digest(SQLModel, table=True):
     created_at: datetime = _created()
 
 
+SLACK_KEY_LENGTH = 255
+"""The longest Slack event id or post key the store keeps (VARCHAR length, checked first)."""
+
+
+class SlackEvent(SQLModel, table=True):
+    """A Slack event or interaction the bot has taken on; the unique key makes that once only.
+
+    Slack redelivers events it thinks went unanswered, and several replicas may
+    receive the same one; the first INSERT of an `event_id` wins (see store.slack).
+    """
+
+    __tablename__ = "slack_events"
+    __table_args__ = (sa.UniqueConstraint("event_id", name="uq_slack_events_event_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(sa_type=sa.String(length=SLACK_KEY_LENGTH), nullable=False)
+    kind: str = ""
+    incident_id: int | None = Field(
+        default=None, foreign_key="incidents.id", index=True, nullable=True, ondelete="SET NULL"
+    )
+    received_at: datetime = _created()
+
+
+class SlackMessage(SQLModel, table=True):
+    """A message the bot posted in an incident's thread, so it can be found and edited later.
+
+    `post_key` is the poster's idempotency key ("" when the message has none); a
+    non-empty key is unique. `final` is set once a proposal's message shows its
+    final state, so an expiry sweep edits it once only.
+    """
+
+    __tablename__ = "slack_messages"
+    __table_args__ = (
+        sa.Index(
+            "uq_slack_messages_post_key",
+            "post_key",
+            unique=True,
+            sqlite_where=sa.text("post_key != ''"),
+            postgresql_where=sa.text("post_key != ''"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = _incident_fk()
+    proposal_id: int | None = Field(
+        default=None, foreign_key="proposals.id", index=True, nullable=True, ondelete="CASCADE"
+    )
+    kind: SlackMessageKind = Field(
+        default=SlackMessageKind.NOTE,
+        sa_column=enum_column(SlackMessageKind, default=SlackMessageKind.NOTE),
+    )
+    channel_id: str
+    ts: str
+    post_key: str = Field(default="", sa_type=sa.String(length=SLACK_KEY_LENGTH), nullable=False)
+    final: bool = False
+    created_at: datetime = _created()
+    updated_at: datetime = Field(
+        default_factory=utcnow,
+        sa_type=UTCDateTime,
+        nullable=False,
+        sa_column_kwargs={"onupdate": utcnow},
+    )
+
+
 TABLES: tuple[type[SQLModel], ...] = (
     Incident,
     Step,
@@ -247,4 +325,6 @@ TABLES: tuple[type[SQLModel], ...] = (
     Guidance,
     ModelVersion,
     Digest,
+    SlackEvent,
+    SlackMessage,
 )

@@ -35,6 +35,8 @@ EXPECTED_TABLES = {
     "guidance",
     "model_versions",
     "digests",
+    "slack_events",
+    "slack_messages",
 }
 
 
@@ -99,6 +101,8 @@ def test_stats_counts_rows_per_table(migrated_engine: sa.Engine) -> None:
         "model_versions": 1,
         "outcomes": 1,
         "proposals": 0,
+        "slack_events": 0,
+        "slack_messages": 0,
         "steps": 2,
     }
     assert list(counts) == sorted(counts)
