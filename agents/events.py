@@ -32,6 +32,8 @@ class Started(Event):
     kind: Literal["started"] = "started"
     question: str
     model: str
+    follow_up: bool = False
+    """The question continues an earlier incident (the same Slack thread), with its history."""
 
 
 class Plan(Event):
@@ -79,6 +81,11 @@ class DiagnosisEvent(Event):
     confidence: int
     summary: str
     source: Literal["model", "analyzers", "model+analyzers"]
+    evidence: list[str] = Field(default_factory=list)
+    """The lines that carry the diagnosis: the strongest findings' evidence for ``components``
+    (at most 5, one line each)."""
+    ruled_out: list[str] = Field(default_factory=list)
+    """What the analyzers also saw but rank below, and trouble in other namespaces (at most 5)."""
 
 
 class ProposalEvent(Event):

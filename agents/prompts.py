@@ -1,12 +1,13 @@
 """The Observer's prompts: one short system prompt and a bounded per-step user message.
 
 SmolLM2 runs here with a 4k context and little patience, so the prompt carries only the
-incident question, a few retrieved guidance snippets, the last few steps'
-summaries and the latest compressed observation. Everything that came from the
-cluster or from people is fenced as DATA, re-redacted, and stripped of anything
-that could close the fence early: logs are an attack surface (prompt injection),
-and the model must never take instructions from them. `prompt_hash` gives the
-store a stable identity for a prompt without storing it twice.
+incident question, for a follow-up what was asked and diagnosed before (bounded), a
+few retrieved guidance snippets, the last few steps' summaries and the latest
+compressed observation. Everything that came from the cluster or from people is
+fenced as DATA, re-redacted, and stripped of anything that could close the fence
+early: logs are an attack surface (prompt injection), and the model must never take
+instructions from them. `prompt_hash` gives the store a stable identity for a prompt
+without storing it twice.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from agents.compressor import Observation
 from agents.decision import DECISION_CONTRACT, Decision
@@ -28,6 +30,20 @@ GUIDANCE_CHARS = 300
 HISTORY_SUMMARY_CHARS = 160
 HISTORY_INSTRUCTION_CHARS = 120
 OBSERVATION_CHARS = 6000
+EARLIER_QUESTIONS = 3
+EARLIER_QUESTION_CHARS = 200
+EARLIER_DIAGNOSIS_CHARS = 700
+_DIAGNOSIS_KEYS = (
+    "detected",
+    "components",
+    "namespace",
+    "system_level",
+    "fault_type",
+    "confidence",
+    "summary",
+    "evidence",
+    "ruled_out",
+)
 
 SYSTEM_PROMPT = (
     "You are the Observer of AOI, a read-only Kubernetes incident investigator.\n"
@@ -62,6 +78,8 @@ def observer_messages(
     max_steps: int,
     force_submit: bool | None = None,
     keep_steps: int = 3,
+    earlier_questions: Sequence[str] = (),
+    earlier_diagnosis: Mapping[str, Any] | None = None,
 ) -> list[Message]:
     """The messages for Observer step `step` (1-based) of `max_steps`.
 
@@ -71,12 +89,16 @@ def observer_messages(
     `history` holds earlier decisions, oldest first; only the last `keep_steps`
     are shown. `force_submit` defaults to "this is the last step"; pair it with
     `agents.decision.SUBMIT_SCHEMA` so decoding cannot choose anything else.
+    A follow-up passes `earlier_questions` (oldest first; the last
+    `EARLIER_QUESTIONS` are shown) and `earlier_diagnosis` (the stored
+    `Incident.diagnosis`); both are fenced as DATA and bounded.
     """
     if force_submit is None:
         force_submit = step >= max_steps
     parts = [
         f"Incident: {_data(question, QUESTION_CHARS)}",
         f"Step {step} of {max_steps}.",
+        *_earlier_lines(earlier_questions, earlier_diagnosis),
         *_guidance_lines(guidance),
         *_history_lines(history, keep_steps),
         *_observation_lines(observation),
@@ -129,6 +151,26 @@ def _guidance_lines(guidance: Sequence[str]) -> list[str]:
         "<guidance> (lessons from past incidents)",
         *(f"- {s}" for s in snippets),
         "</guidance>",
+    ]
+
+
+def _earlier_lines(questions: Sequence[str], diagnosis: Mapping[str, Any] | None) -> list[str]:
+    asked = [_data(" ".join(q.split()), EARLIER_QUESTION_CHARS) for q in questions if q.strip()]
+    lines = [f"asked: {q}" for q in asked[-EARLIER_QUESTIONS:]]
+    if len(asked) > EARLIER_QUESTIONS:
+        lines.insert(0, f"({len(asked) - EARLIER_QUESTIONS} earlier questions omitted)")
+    found = diagnosis if isinstance(diagnosis, Mapping) else {}
+    shown = {k: found[k] for k in _DIAGNOSIS_KEYS if k in found}
+    if shown:
+        text = json.dumps(shown, ensure_ascii=False, separators=(",", ":"), default=str)
+        lines.append(f"diagnosed: {_data(text, EARLIER_DIAGNOSIS_CHARS)}")
+    if not lines:
+        return []
+    return [
+        "This incident is a follow-up. Earlier in it (DATA):",
+        "<observation>",
+        *lines,
+        "</observation>",
     ]
 
 

@@ -6,19 +6,30 @@ probe (read-only tools), executor (a proposal, never an execution) or submit.
 The final diagnosis merges the Observer's answer with the analyzers' ranking,
 because a small local model is weak on its own and evidence must carry it.
 Every step is stored as it happens; the stream ends with ``Finished``.
+
+A follow-up (``IncidentContext.incident_id``) continues that incident: its
+steps follow the stored ones and the Observer's prompt carries the questions
+asked before and the last diagnosis.
+
+Twenty investigations share one event loop in the Slack bot, so nothing here
+blocks it: store writes and reads, Kubernetes requests (a blocking client) and
+the Compressor's work on large tool output run in threads; Prometheus, Jaeger
+and HTTP models use aiohttp; the models' own clients never block the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client
 from sqlalchemy.engine import Engine
 
+from agents.analyzers.finding import Finding
 from agents.analyzers.rank import Diagnosis, diagnose
 from agents.analyzers.runner import analyze
 from agents.compressor import compress
@@ -54,6 +65,11 @@ from agents.trajectory import IncidentContext, Trajectory, retrieve_guidance
 from store.models import IncidentStatus, StepPhase
 
 OBSERVATION_TOKENS = 600
+EVIDENCE_LINES = 5
+RULED_OUT_LINES = 5
+OTHER_NAMESPACE_LINES = 2
+"""Of ``RULED_OUT_LINES``, how many are kept for trouble in other namespaces."""
+LINE_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -98,19 +114,24 @@ async def investigate(
     cluster: ClusterAccess,
     model: ChatModel | None,
     limits: Limits = Limits(),
-) -> AsyncIterator[AnyEvent]:
+) -> AsyncGenerator[AnyEvent, None]:
     """Investigate ``ctx.question`` read-only; yields events until ``Finished``.
 
     >>> async for event in investigate(IncidentContext(question="checkout is slow"),
     ...                                engine=engine, cluster=access, model=None):
     ...     print(event.kind)
+
+    With ``ctx.incident_id`` set it is a follow-up of that incident; one that cannot
+    continue raises ``UnknownIncident``, ``IncidentClosed`` or ``IncidentBusy``
+    (``agents.trajectory``) from the first ``__anext__``, before anything runs.
     """
     run = _Run(Trajectory(engine))
-    await run.trajectory.open(ctx)
+    await _open(run.trajectory, ctx)
     yield Started(
         incident_id=run.incident_id,
         question=ctx.question,
         model=model.name if model else "analyzers",
+        follow_up=run.trajectory.follow_up,
     )
     status = IncidentStatus.FAILED
     summary: dict[str, Any] | None = None
@@ -135,6 +156,11 @@ async def investigate(
             if proposed is not None:
                 yield proposed
         status = IncidentStatus.DIAGNOSED
+    except asyncio.CancelledError:
+        # Cancelled (the bot shutting down): INTERRUPTED, which a follow-up continues. A
+        # consumer that stops reading (GeneratorExit) leaves it FAILED.
+        status = IncidentStatus.INTERRUPTED
+        raise
     finally:
         await run.trajectory.close(status, summary)
     yield Finished(
@@ -146,6 +172,25 @@ async def investigate(
         seconds=round(time.monotonic() - run.started, 2),
         result={"diagnosis": summary, "proposals": run.proposals},
     )
+
+
+async def _open(trajectory: Trajectory, ctx: IncidentContext) -> None:
+    """``trajectory.open``, and a cancellation meanwhile never leaves a row INVESTIGATING.
+
+    The store write runs in a thread that a cancelled caller cannot stop: it may
+    still open (or reopen) the incident, which nobody would then close, and a
+    reopened incident would refuse every later follow-up as busy. So the write is
+    waited for, and what it opened is closed FAILED before the cancellation goes on.
+    """
+    opening = asyncio.ensure_future(trajectory.open(ctx))
+    try:
+        await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        # A refused follow-up opened nothing; a store that fails now cannot be helped here.
+        with contextlib.suppress(Exception):
+            await opening
+            await trajectory.close(IncidentStatus.FAILED, None)
+        raise
 
 
 @dataclass
@@ -166,8 +211,10 @@ async def _triage(run: _Run, cluster: ClusterAccess) -> _Triage:
     diagnosis = diagnose(report.findings)
     lines = [f"[{f.severity}] {f.component}: {f.summary}" for f in diagnosis.findings[:8]]
     lines += [f"analyzer error: {e}" for e in report.errors]
-    observation = compress(
-        [("analyzers", "\n".join(lines) or "no problems found")], budget_tokens=OBSERVATION_TOKENS
+    observation = await asyncio.to_thread(
+        compress,
+        [("analyzers", "\n".join(lines) or "no problems found")],
+        budget_tokens=OBSERVATION_TOKENS,
     )
     run.observation = observation.text
     await run.trajectory.step(
@@ -209,6 +256,7 @@ async def _observe_loop(
     guidance = await asyncio.to_thread(
         retrieve_guidance, engine, f"{ctx.question}\n{run.observation}"
     )
+    earlier = run.trajectory.earlier
     for step in range(1, limits.max_steps + 1):
         last = step == limits.max_steps
         messages = observer_messages(
@@ -218,6 +266,8 @@ async def _observe_loop(
             guidance=guidance,
             step=step,
             max_steps=limits.max_steps,
+            earlier_questions=earlier.questions if earlier else (),
+            earlier_diagnosis=earlier.diagnosis if earlier else None,
         )
         started = time.monotonic()
         try:
@@ -302,7 +352,7 @@ async def _probe(run: _Run, probe: Probe, instruction: str, step: int) -> AsyncI
         yield ProbeCall(incident_id=run.incident_id, step=step, invocation=result.invocation)
         text = result.data if result.data else (result.error or "")
         sections.append((result.invocation, text))
-        first = redact(text.strip().splitlines()[0] if text.strip() else "(no output)")
+        first = redact(_first_line(text) or "(no output)")
         yield ProbeResult(
             incident_id=run.incident_id,
             step=step,
@@ -310,7 +360,8 @@ async def _probe(run: _Run, probe: Probe, instruction: str, step: int) -> AsyncI
             status=str(result.status),
             summary=first[:200],
         )
-    observation = compress(sections, budget_tokens=OBSERVATION_TOKENS)
+    # Tool output can be megabytes: the Compressor (which redacts it all) runs in a thread.
+    observation = await asyncio.to_thread(compress, sections, budget_tokens=OBSERVATION_TOKENS)
     run.observation = observation.text
     await run.trajectory.step(
         StepPhase.OBSERVE,
@@ -377,6 +428,12 @@ async def _propose(
     )
 
 
+def _first_line(text: str) -> str:
+    """The first non-blank line, read from the head only (tool output can be megabytes)."""
+    lines = text[:4096].strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def _reason(exc: BaseException) -> str:
     """An exception as one line a model and a person can read."""
     text = " ".join(str(exc).split()) or "no message"
@@ -396,6 +453,8 @@ def _merge(decision: Decision | None, analysis: Diagnosis, incident: int) -> Dia
             confidence=analysis.confidence,
             summary=analysis.summary,
             source="analyzers",
+            evidence=_evidence(analysis, analysis.components),
+            ruled_out=_ruled_out(analysis, analysis.components),
         )
     rc = decision.root_cause
     agrees = rc.component in analysis.components
@@ -410,4 +469,61 @@ def _merge(decision: Decision | None, analysis: Diagnosis, incident: int) -> Dia
         confidence=decision.confidence,
         summary=decision.summary,
         source="model+analyzers" if agrees else "model",
+        evidence=_evidence(analysis, components),
+        ruled_out=_ruled_out(analysis, components),
     )
+
+
+def _line(text: str, limit: int = LINE_CHARS) -> str:
+    """One line of at most ``limit`` characters: redacted first (a clipped secret could escape
+    the detectors), whitespace and newlines folded, long text clipped."""
+    folded = " ".join(redact(str(text)).split())
+    return folded if len(folded) <= limit else folded[: limit - 1] + "…"
+
+
+def _named(finding: Finding, analysis: Diagnosis, components: Sequence[str]) -> bool:
+    """The finding is about a component the diagnosis names (in the diagnosis' namespace)."""
+    in_scope = analysis.namespace is None or finding.namespace == analysis.namespace
+    return in_scope and finding.component in components
+
+
+def _evidence(analysis: Diagnosis, components: Sequence[str]) -> list[str]:
+    """The strongest findings' evidence lines for ``components`` (their summary if none)."""
+    lines: list[str] = []
+    for finding in analysis.findings:  # alarming first, strongest first
+        if not _named(finding, analysis, components):
+            continue
+        for raw in finding.evidence or [finding.summary]:
+            line = _line(raw)
+            if line and line not in lines:
+                lines.append(line)
+    return lines[:EVIDENCE_LINES]
+
+
+def _ruled_out(analysis: Diagnosis, components: Sequence[str]) -> list[str]:
+    """What else the analyzers saw: components ranked below the diagnosis (their best finding),
+    and alarming findings in other namespaces ("also seen"), each once."""
+    below: list[str] = []
+    elsewhere: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for finding in analysis.findings:  # alarming first, strongest first: each key's best
+        key = (finding.namespace, finding.component)
+        if key in seen or _named(finding, analysis, components):
+            continue
+        seen.add(key)
+        summary = finding.summary
+        if finding.component not in summary:
+            summary = f"{finding.component}: {summary}"
+        if analysis.namespace is None or finding.namespace == analysis.namespace:
+            suffix = f" ({finding.severity}, ranked below)"
+            line = f"{_line(summary, LINE_CHARS - len(suffix))}{suffix}".strip()
+            if line not in below:
+                below.append(line)
+        elif finding.alarming:
+            line = _line(f"also seen in {finding.namespace}: {summary}")
+            if line not in elsewhere:
+                elsewhere.append(line)
+    kept_elsewhere = elsewhere[: min(OTHER_NAMESPACE_LINES, RULED_OUT_LINES)]
+    kept_below = below[: RULED_OUT_LINES - len(kept_elsewhere)]
+    kept_elsewhere = elsewhere[: RULED_OUT_LINES - len(kept_below)]
+    return kept_below + kept_elsewhere

@@ -6,6 +6,13 @@ the steps so far plus an incident marked FAILED with the reason. The trainer
 and the Evolver read exactly these rows, so this is also where redaction guards
 the store: the question, each decision, tool call and observation, and the
 diagnosis are redacted here, whatever the caller did before.
+
+A follow-up (a later question in the same Slack thread, ``IncidentContext.incident_id``)
+continues its incident instead of opening one: the question is appended to the
+incident's, its steps are numbered after the stored ones, and ``Trajectory.earlier``
+hands the runtime what was asked and diagnosed before. Reopening is one
+compare-and-set statement, so of two follow-ups racing for one incident exactly one
+runs; a CLOSED incident is never reopened.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ from sqlmodel import col, select
 from agents.redact import redact, redact_json
 from store.db import session_scope
 from store.models import Guidance, Incident, IncidentStatus, Step, StepPhase
+
+FOLLOW_UP_MARK = "\n\nFollow-up: "
+"""Joins a follow-up's question to the incident's stored question."""
 
 _WORD = re.compile(r"[a-z][a-z0-9-]{2,}")
 _STOP = frozenset(
@@ -62,6 +72,29 @@ class IncidentContext:
     thread_ts: str = ""
     scenario_id: str | None = None
     ground_truth: dict[str, Any] | None = None
+    incident_id: int | None = None
+    """Continue this incident (a follow-up in its thread) instead of opening a new one."""
+
+
+class UnknownIncident(ValueError):  # noqa: N818  (reads as a sentence in except clauses)
+    """A follow-up names an incident the store does not have."""
+
+
+class IncidentClosed(ValueError):  # noqa: N818
+    """A follow-up names a CLOSED incident: it is over, a new question opens a new one."""
+
+
+class IncidentBusy(ValueError):  # noqa: N818
+    """A follow-up names an incident that is being investigated right now."""
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """What a follow-up inherits: the questions asked so far (oldest first, redacted) and
+    the last stored diagnosis (``Incident.diagnosis``, None when there was none)."""
+
+    questions: tuple[str, ...]
+    diagnosis: dict[str, Any] | None
 
 
 class Trajectory:
@@ -71,9 +104,27 @@ class Trajectory:
         self.engine = engine
         self.incident_id = 0
         self.steps = 0
+        """Steps taken by this run (a follow-up's count starts at 0 too)."""
+        self.first_step = 0
+        """The ``step_index`` of this run's first step: after every step already stored."""
+        self.earlier: Earlier | None = None
+        """Set by ``open`` for a follow-up."""
+
+    @property
+    def follow_up(self) -> bool:
+        return self.earlier is not None
 
     async def open(self, ctx: IncidentContext) -> int:
-        self.incident_id = await asyncio.to_thread(self._open, ctx)
+        """Open a new incident, or reopen ``ctx.incident_id`` for a follow-up.
+
+        Raises ``UnknownIncident``, ``IncidentClosed`` or ``IncidentBusy`` (all
+        ``ValueError``) for a follow-up that cannot continue; nothing is written then.
+        """
+        if ctx.incident_id is None:
+            self.incident_id = await asyncio.to_thread(self._open, ctx)
+        else:
+            self.first_step, self.earlier = await asyncio.to_thread(self._reopen, ctx)
+            self.incident_id = ctx.incident_id
         return self.incident_id
 
     def _open(self, ctx: IncidentContext) -> int:
@@ -94,8 +145,57 @@ class Trajectory:
             assert incident.id is not None
             return incident.id
 
+    def _reopen(self, ctx: IncidentContext) -> tuple[int, Earlier]:
+        incident_id = ctx.incident_id
+        now = datetime.now(UTC)
+        with self.engine.begin() as connection:
+            # The claim is the transaction's first statement (SQLite then holds the write
+            # lock; PostgreSQL's row lock makes a racing claim re-check after the commit).
+            claimed = connection.execute(
+                sa.update(Incident)
+                .where(
+                    col(Incident.id) == incident_id,
+                    col(Incident.status).not_in(
+                        [IncidentStatus.CLOSED, IncidentStatus.INVESTIGATING]
+                    ),
+                )
+                .values(status=IncidentStatus.INVESTIGATING, closed_at=None, updated_at=now)
+            ).rowcount
+            row = connection.execute(
+                sa.select(
+                    col(Incident.status), col(Incident.question), col(Incident.diagnosis)
+                ).where(col(Incident.id) == incident_id)
+            ).first()
+            if row is None:
+                raise UnknownIncident(f"no incident #{incident_id} to follow up")
+            status, question, diagnosis = row
+            if claimed != 1:
+                if status == IncidentStatus.CLOSED:
+                    raise IncidentClosed(
+                        f"incident #{incident_id} is closed; ask in a new thread to open a new one"
+                    )
+                raise IncidentBusy(
+                    f"incident #{incident_id} is still being investigated; "
+                    "ask again when it has finished"
+                )
+            connection.execute(
+                sa.update(Incident)
+                .where(col(Incident.id) == incident_id)
+                .values(question=f"{question}{FOLLOW_UP_MARK}{redact(ctx.question)}")
+            )
+            last = connection.execute(
+                sa.select(sa.func.max(col(Step.step_index))).where(
+                    col(Step.incident_id) == incident_id
+                )
+            ).scalar()
+        earlier = Earlier(
+            tuple(str(question).split(FOLLOW_UP_MARK)),
+            diagnosis if isinstance(diagnosis, dict) else None,
+        )
+        return (-1 if last is None else int(last)) + 1, earlier
+
     async def step(self, phase: StepPhase, **fields: Any) -> int:
-        index = self.steps
+        index = self.first_step + self.steps
         self.steps += 1
         await asyncio.to_thread(self._step, index, phase, fields)
         return index

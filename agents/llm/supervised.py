@@ -381,7 +381,8 @@ class SupervisedModel:
         started = time.perf_counter()
         finished = False
         try:
-            worker.send({"op": "generate", "id": request_id, **request})
+            # A pipe write blocks while a frozen worker does not read: never on the loop.
+            await asyncio.to_thread(worker.send, {"op": "generate", "id": request_id, **request})
             while True:
                 message = await self._reply(replies, deadline, timeout_s)
                 if "piece" in message:

@@ -87,6 +87,12 @@ async def _run(
             text = await asyncio.to_thread(execute, api, parsed)
     except KubectlError as exc:
         return ToolResult.failure(invocation, redact(str(exc)))
+    # Redaction is CPU work over what may be megabytes of output: off the event loop,
+    # which every concurrent investigation shares.
+    return await asyncio.to_thread(_result, invocation, parsed, text)
+
+
+def _result(invocation: str, parsed: KubectlCommand, text: str) -> ToolResult:
     if not text.strip():
         return ToolResult.no_data(invocation, _nothing_found(parsed))
     return ToolResult.success(invocation, redact(text), verb=parsed.verb)
