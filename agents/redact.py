@@ -198,7 +198,26 @@ def find_secrets(text: str) -> list[Hit]:
         ]
     if "[REDACTED:" in text:
         hits = list(_outside_markers(text, hits))
-    return _merge(hits)
+    return _whole_values(text, _merge(hits))
+
+
+# Detectors read a bare value for at most 1,024 characters (that keeps text made only of
+# keys linear); a value that long goes on to the end of its run, in one linear pass.
+_VALUE_CAP = 1024
+_VALUE_RUN = re.compile(r"[^\s\"'`,;&\\]*")
+
+
+def _whole_values(text: str, hits: list[Hit]) -> list[Hit]:
+    out: list[Hit] = []
+    for start, end, kind in hits:
+        if out and start < out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end), out[-1][2])
+            continue
+        if end - start >= _VALUE_CAP:
+            run = _VALUE_RUN.match(text, end)
+            end = run.end() if run else end
+        out.append((start, end, kind))
+    return out
 
 
 def _outside_markers(text: str, hits: list[Ranked]) -> Iterator[Ranked]:

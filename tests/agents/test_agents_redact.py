@@ -285,3 +285,17 @@ def test_text_made_of_rule_triggers_costs_linear_time(unit: str) -> None:
     started = time.process_time()
     redact(text)
     assert time.process_time() - started < 2.0, "a rule backtracks over the whole text"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "password=" + "hunter2" * 300,
+        "password=hunter2" * 200,
+        "export API_TOKEN=" + "a9B" * 700 + " next",
+    ],
+)
+def test_a_value_longer_than_the_detectors_read_is_redacted_whole(text: str) -> None:
+    out = redact(text)
+    assert "hunter2" not in out
+    assert "a9B" not in out
