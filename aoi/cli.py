@@ -17,8 +17,9 @@ import typer
 
 from agents.llm import ModelError
 from agents.tools.identity import UnsafeObserver
-from aoi.commands import db, doctor, investigate, lab
+from aoi.commands import bot, db, doctor, investigate, lab
 from aoi.errors import SettingsError
+from bot.slack_api import SlackUnavailable
 from lab.errors import LabError
 from store.errors import StoreError
 
@@ -41,6 +42,7 @@ app.add_typer(lab.app, name="lab")
 app.command(name="investigate")(investigate.investigate)
 app.command(name="run")(investigate.run)
 app.command(name="doctor")(doctor.doctor)
+app.command(name="bot")(bot.bot)
 
 
 def _version() -> str:
@@ -84,3 +86,11 @@ def main() -> None:
         _fail([str(exc)], code=EXIT_SETTINGS)
     except (StoreError, LabError, ModelError) as exc:
         _fail([" ".join(str(exc).split())], code=EXIT_RUNTIME)
+    except SlackUnavailable as exc:
+        _fail(
+            [
+                f"{' '.join(str(exc).split())}: check AOI_SLACK_BOT_TOKEN, AOI_SLACK_APP_TOKEN "
+                "and AOI_SLACK_API_URL (`aoi doctor` checks them)"
+            ],
+            code=EXIT_RUNTIME,
+        )

@@ -51,7 +51,14 @@ ModelKind = Literal["embedded", "gguf", "http", "analyzers"]
 _SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _SLACK_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_LIST_FIELDS = ("approvers", "approver_groups", "protected_namespaces", "image_registries")
+_SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+_LIST_FIELDS = (
+    "approvers",
+    "approver_groups",
+    "protected_namespaces",
+    "image_registries",
+    "incident_channels",
+)
 
 
 class Settings(BaseSettings):
@@ -86,6 +93,37 @@ class Settings(BaseSettings):
     incident_channel_pattern: str = Field(
         r"^(inc|incident)[-_]",
         description="Regular expression; the bot answers in channels whose name matches it.",
+    )
+    incident_channels: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Channel ids that count as incident channels whatever their name, "
+        "comma-separated (C0123ABC).",
+    )
+    cluster_routes: Path | None = Field(
+        None,
+        description="YAML file mapping channel patterns to clusters (kubeconfigs and telemetry "
+        "URLs), for one bot serving several clusters; empty = every incident channel uses "
+        "AOI_CLUSTER.",
+    )
+    bot_host: str = Field("0.0.0.0", description="Address the bot's HTTP server listens on.")
+    bot_http_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Serve Slack events over HTTP on this port (signing secret required); "
+        "empty = Socket Mode (app token required, no public URL).",
+    )
+    bot_health_port: int = Field(
+        8080,
+        ge=0,
+        le=65535,
+        description="Port of /healthz, /readyz and /metrics in Socket Mode (0 = any free port).",
+    )
+    bot_grace_s: float = Field(
+        60.0,
+        ge=0,
+        description="On SIGTERM, seconds running investigations may take to finish before they "
+        "are marked interrupted.",
     )
     approvers: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -238,6 +276,27 @@ class Settings(BaseSettings):
                 f"{', '.join(wrong)} not Slack user group id(s): use ids like S0123ABC "
                 "(the group's profile: Copy group ID), not @handles"
             )
+        return value
+
+    @field_validator("incident_channels")
+    @classmethod
+    def _channel_ids(cls, value: list[str]) -> list[str]:
+        wrong = [item for item in value if not _SLACK_CHANNEL_ID.match(item)]
+        if wrong:
+            raise ValueError(
+                f"{', '.join(wrong)} not Slack channel id(s): use ids like C0123ABC "
+                "(channel details: the id at the bottom), not #names"
+            )
+        return value
+
+    @field_validator("cluster_routes")
+    @classmethod
+    def _routes_file(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        value = value.expanduser()
+        if not value.is_file():
+            raise ValueError(f"{value} is not a file: create it or unset the setting")
         return value
 
     @field_validator("protected_namespaces")

@@ -76,7 +76,7 @@ def cluster_access(settings: Settings) -> tuple[ClusterAccess, client.ApiClient 
 _VERIFIED_OBSERVERS: set[str] = set()
 
 
-def _check_observer(api: client.ApiClient, source: str, *, allow_writable: bool) -> None:
+def check_observer(api: client.ApiClient, source: str, *, allow_writable: bool) -> None:
     """The start-up check: the API server is asked what the observer may do (once per process)."""
     if source in _VERIFIED_OBSERVERS:
         return
@@ -105,7 +105,7 @@ def store_engine(settings: Settings) -> Engine:
 
 def wire(settings: Settings) -> Wiring:
     cluster, executor, name = cluster_access(settings)
-    _check_observer(cluster.api, name, allow_writable=settings.allow_writable_observer)
+    check_observer(cluster.api, name, allow_writable=settings.allow_writable_observer)
     return Wiring(
         engine=store_engine(settings),
         cluster=cluster,

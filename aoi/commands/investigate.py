@@ -22,6 +22,7 @@ from agents.events import ProposalEvent
 from agents.executor import Provenance
 from agents.trajectory import IncidentContext
 from aoi.approvals import action_rules, approval_policy, local_approver
+from aoi.commands.bot import CONNECT_HELP, serve, slack_configured
 from aoi.console import Approvals, Asker, Outcome, run_console
 from aoi.settings import Settings, load_settings
 from aoi.wiring import lab_state_dir, limits_from, model_from, store_engine, wire
@@ -195,8 +196,17 @@ def run(
     keep_lab: Annotated[bool, typer.Option(help="Leave the lab running afterwards.")] = False,
     max_steps: Annotated[int, typer.Option(help="Observer steps for this demo run.")] = 4,
 ) -> None:
-    """The main job on embedded defaults: lab up, inject a fault, investigate, fix, verify."""
-    settings = load_settings().model_copy(update={"cluster": "lab", "max_steps": max_steps})
+    """The main job: the Slack bot when Slack tokens are set, else the console demo.
+
+    With AOI_SLACK_BOT_TOKEN set, the bot serves the configured cluster (the lab by
+    default, started for it). Without, on embedded defaults: lab up, inject a fault,
+    investigate, fix, verify, in the terminal.
+    """
+    configured = load_settings()
+    if slack_configured(configured):
+        _run_bot(configured, keep_lab=keep_lab, model=model)
+        return
+    settings = configured.model_copy(update={"cluster": "lab", "max_steps": max_steps})
     console = Console()
     console.print(
         "[bold]AOI ChatOps[/]: local incident investigation (no data leaves this machine)"
@@ -224,5 +234,22 @@ def run(
         lab.recover()
     finally:
         if started and not keep_lab:
+            lab.shutdown()
+            console.print("lab stopped")
+    console.print(f"[dim]{CONNECT_HELP}[/]")
+
+
+def _run_bot(settings: Settings, *, keep_lab: bool, model: str | None) -> None:
+    console = Console(stderr=True)
+    store_engine(settings).dispose()  # a store problem stops us before the lab starts
+    lab: LabClient | None = None
+    started = False
+    if settings.cluster == "lab" and settings.cluster_routes is None:
+        Path(settings.lab_state_dir).mkdir(parents=True, exist_ok=True)
+        lab, started = ensure_lab(settings, console)
+    try:
+        serve(settings, http_port=settings.bot_http_port, console=console, model_spec=model)
+    finally:
+        if lab is not None and started and not keep_lab:
             lab.shutdown()
             console.print("lab stopped")
