@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 
 from agents.analyzers.finding import Finding
 from agents.analyzers.rank import Diagnosis, diagnose
-from agents.analyzers.runner import analyze
+from agents.analyzers.runner import AnalysisReport, analyze
 from agents.compressor import compress
 from agents.decision import (
     DECISION_MAX_TOKENS,
@@ -202,12 +202,20 @@ class _Triage:
 async def _triage(run: _Run, cluster: ClusterAccess) -> _Triage:
     """The analyzers over the whole cluster: the first observation, and the fallback answer."""
     started = time.monotonic()
-    report = await analyze(
-        cluster.api,
-        namespaces=cluster.namespaces,
-        prometheus_url=cluster.prometheus_url,
-        jaeger_url=cluster.jaeger_url,
-    )
+    try:
+        report = await analyze(
+            cluster.api,
+            namespaces=cluster.namespaces,
+            prometheus_url=cluster.prometheus_url,
+            jaeger_url=cluster.jaeger_url,
+        )
+    except Exception as exc:  # the API itself cannot be read: say so, answer "no data"
+        report = AnalysisReport(
+            errors=[
+                f"the cluster cannot be read ({_reason(exc)[:300]}); check that it is "
+                "reachable and that the observer's kubeconfig is valid"
+            ]
+        )
     diagnosis = diagnose(report.findings)
     lines = [f"[{f.severity}] {f.component}: {f.summary}" for f in diagnosis.findings[:8]]
     lines += [f"analyzer error: {e}" for e in report.errors]

@@ -31,6 +31,7 @@ from urllib.parse import parse_qsl
 
 import sqlalchemy as sa
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.engine import Engine
@@ -43,7 +44,7 @@ from bot.directory import ChannelDirectory, GroupDirectory
 from bot.feedback import LABEL_CALLBACK, FeedbackDesk, parse_command
 from bot.incidents import IncidentRunner, Thread
 from bot.metrics import BotMetrics
-from bot.slack_api import CALL_ERRORS, Poster, SlackUnavailable
+from bot.slack_api import CALL_ERRORS, CountErrors, Poster, SlackUnavailable
 from bot.text import safe
 from store import slack as slack_store
 from store.models import Incident, IncidentStatus
@@ -79,7 +80,8 @@ class AoiBot:
         self._secret = signing_secret.encode()
         self.client = client
         self.model = model
-        self.metrics = metrics or BotMetrics()
+        self.metrics = metrics or _counting(client) or BotMetrics()
+        _count_into(client, self.metrics)
         self.poster = Poster(client)
         self.channels = ChannelDirectory(client)
         self.groups = GroupDirectory(client, ttl_s=config.group_cache_s)
@@ -192,8 +194,8 @@ class AoiBot:
         except UnicodeDecodeError:
             return 400, "the body is not UTF-8"
         content_type = _header(headers, "Content-Type").split(";")[0].strip().lower()
-        if not text:
-            return None  # bolt answers an empty body itself (404, nothing handles it)
+        if not text.strip():
+            return 400, "the body is empty"
         try:
             if content_type == "application/json" or text.startswith("{"):
                 body: object = json.loads(text)
@@ -234,6 +236,7 @@ class AoiBot:
 
     def _register(self) -> None:
         app = self.app
+        app.middleware(self._guard)
         app.event("app_mention")(self._on_mention)
         app.action("aoi_approve")(self._on_click(self.approvals.approve, "approve"))
         app.action("aoi_reject")(self._on_click(self.approvals.reject, "reject"))
@@ -249,6 +252,21 @@ class AoiBot:
 
     async def _ignore(self, body: dict[str, Any]) -> None:
         return None
+
+    async def _guard(self, body: dict[str, Any], next: Callable[[], Awaitable[Any]]) -> Any:
+        """Acknowledge, and go no further with, what no handler of ours should see.
+
+        Bolt's own matchers fail on payloads not in Slack's shape (an ``actions`` that is
+        not a list of actions, a ``view`` that is not an object) and find no listener for
+        kinds we do not handle (shortcuts, slash commands, other events); either way no
+        ack goes back, and Slack shows the person an error and delivers it again.
+        """
+        kind = _unwanted(body)
+        if kind is None:
+            return await next()
+        self.metrics.event(kind)
+        log.info("acknowledged and ignored a %s request", kind)
+        return BoltResponse(status=200, body="")
 
     async def _unhandled(self, ack: Callable[..., Awaitable[None]]) -> None:
         await ack()
@@ -451,6 +469,62 @@ class AoiBot:
             )
         except SlackUnavailable as exc:
             log.warning("could not answer %s: %s", thread.user_id, exc)
+
+
+_EVENTS = frozenset({"app_mention", "message"})
+
+
+def _unwanted(body: object) -> str | None:
+    """Why the handlers must not get this request ("malformed", "unhandled"), or None."""
+    if not isinstance(body, dict):
+        return "malformed"
+    if "command" in body:
+        return "unhandled"  # a slash command: the app has none
+    kind = body.get("type")
+    if kind == "event_callback":
+        event = body.get("event")
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            return "malformed"
+        return None if event["type"] in _EVENTS else "unhandled"
+    if kind == "block_actions":
+        actions = body.get("actions")
+        if not (
+            isinstance(body.get("user"), dict)
+            and isinstance(actions, list)
+            and actions
+            and all(isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in actions)
+            and all(isinstance(a.get("block_id", ""), str) for a in actions)
+        ):
+            return "malformed"
+        return None
+    if kind == "view_submission":
+        view = body.get("view")
+        if not (
+            isinstance(body.get("user"), dict)
+            and isinstance(view, dict)
+            and isinstance(view.get("callback_id"), str)
+        ):
+            return "malformed"
+        return None
+    if kind in ("url_verification", "ssl_check"):
+        return None  # bolt answers these itself, before this guard
+    return "unhandled"
+
+
+def _counting(client: AsyncWebClient) -> BotMetrics | None:
+    """The metrics the client's retry handlers already count Slack errors into, if any."""
+    return next((h.metrics for h in client.retry_handlers if isinstance(h, CountErrors)), None)
+
+
+def _count_into(client: AsyncWebClient, metrics: BotMetrics) -> None:
+    """Make the client count its failed attempts (429s, errors) into ``metrics``.
+
+    A client built without them (``make_client`` with no ``metrics``) would leave the
+    bot's slack_rate_limited_total and slack_api_errors_total at zero. The counter goes
+    first: slack_sdk asks the handlers in order and stops at the first that retries.
+    """
+    if not any(isinstance(h, CountErrors) and h.metrics is metrics for h in client.retry_handlers):
+        client.retry_handlers = [CountErrors(metrics), *client.retry_handlers]
 
 
 def _text(value: object) -> str:

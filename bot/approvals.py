@@ -136,7 +136,11 @@ class ApprovalDesk:
                 await self._lost(click, proposal.id)
             return
         self._metrics.approval("approved")
-        await self._show(loaded, state="APPROVED", who=click.user, result="running…")
+        self._running.add(proposal.id)  # a second click here now waits for this one
+        try:
+            await self._show(loaded, state="APPROVED", who=click.user, result="running…")
+        finally:
+            self._running.discard(proposal.id)
         await self._run(click, loaded, route)
 
     async def _retry(
@@ -172,7 +176,8 @@ class ApprovalDesk:
     async def _run(self, click: Click, loaded: _Loaded, route: ClusterRoute) -> None:
         """Execute an APPROVED proposal, then make its message and the thread say how it went."""
         proposal = loaded.proposal
-        assert proposal.id is not None and route.executor_api is not None
+        assert proposal.id is not None
+        assert route.executor_api is not None
         self._running.add(proposal.id)
         try:
             result = await execute(
@@ -186,7 +191,9 @@ class ApprovalDesk:
         finally:
             self._running.discard(proposal.id)
         state = str(result.state) if result.state else "FAILED"
-        self._metrics.approval(state.lower())
+        # "approved" counts approvals (once each); an execution that ran nothing is "not_run".
+        not_run = result.state in (ProposalState.APPROVED, ProposalState.EXECUTING)
+        self._metrics.approval("not_run" if not_run else state.lower())
         who = proposal.approver or click.user
         if result.state is ProposalState.APPROVED:
             # Nothing ran and the approval stands (the cluster could not be read): the
@@ -197,7 +204,15 @@ class ApprovalDesk:
                 loaded, state=state, who=who, result=result.message, verified=result.verified
             )
             await self._final(loaded)
-        # Otherwise (EXECUTING) another click or replica runs it and updates the message.
+        else:
+            # EXECUTING: another click or replica claimed it first; that one reports.
+            await self._refuse(
+                click,
+                f"Proposal #{proposal.id} is already running (another click or replica); "
+                "nothing was run twice.",
+                outcome="already_decided",
+            )
+            return
         verdict = (
             "verified :white_check_mark:"
             if result.verified

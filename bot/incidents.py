@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,7 +35,7 @@ from bot import blocks
 from bot.config import BotConfig, ClusterRoute
 from bot.logs import incident_scope
 from bot.metrics import BotMetrics
-from bot.slack_api import Poster, SlackUnavailable
+from bot.slack_api import TRANSIENT_ERRORS, Poster, SlackUnavailable
 from bot.stream import ThreadStream
 from bot.text import safe
 from store import slack as slack_store
@@ -42,6 +43,9 @@ from store.db import session_scope
 from store.models import Proposal
 
 log = logging.getLogger("aoi.bot")
+
+POST_RETRY_S = (2.0, 5.0, 10.0)
+"""Waits before posting a diagnosis or proposal again after Slack refused it for a while."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,9 @@ class RunRecord:
     started: float
     incident_id: int | None = None
     stream: ThreadStream | None = None
+    run_key: str = ""
+    """Names this run's messages: the mention's event id (claimed once, across replicas), so
+    a follow-up's diagnosis is a message of its own, not the first run's found again."""
 
 
 class IncidentRunner:
@@ -120,7 +127,12 @@ class IncidentRunner:
         task = asyncio.create_task(
             self._guarded(thread, question, route, incident_id, event_id), name=name
         )
-        record = RunRecord(thread=thread, task=task, started=self._clock())
+        record = RunRecord(
+            thread=thread,
+            task=task,
+            started=self._clock(),
+            run_key=event_id or f"run-{uuid.uuid4().hex[:16]}",
+        )
         self._runs[thread.key] = record
         self._metrics.investigation_started()
         return record
@@ -193,18 +205,24 @@ class IncidentRunner:
             limits=self._config.limits,
         )
         with contextlib.ExitStack() as scope:
-            await stream.start()
+            # The status call overlaps the incident's first store write (both wait on a
+            # busy loop and thread pool under load); it still lands before the first message.
+            starting = asyncio.ensure_future(stream.start())
             try:
                 async for event in events:
-                    if record.incident_id is None:
+                    first = record.incident_id is None
+                    if first:
+                        await starting
                         record.incident_id = event.incident_id
                         scope.enter_context(incident_scope(event.incident_id))
-                        if event_id:
-                            await asyncio.to_thread(
-                                slack_store.bind_event, self._engine, event_id, event.incident_id
-                            )
                     await stream.event(event)
-                    await self._publish(event, thread)
+                    if first and event_id:
+                        # After the first thread message is queued: under load this store
+                        # write waits for a worker thread, and the thread need not wait.
+                        await asyncio.to_thread(
+                            slack_store.bind_event, self._engine, event_id, event.incident_id
+                        )
+                    await self._publish(event, record)
                     if isinstance(event, Finished):
                         status = event.status
             except asyncio.CancelledError:
@@ -215,24 +233,30 @@ class IncidentRunner:
                 raise
             finally:
                 await events.aclose()
+                if not starting.done():  # the runtime failed before its first event
+                    await asyncio.wait([starting])
+                if not starting.cancelled():
+                    starting.exception()  # retrieved here; finish() raises a writer failure
                 await stream.finish()
         return status
 
-    async def _publish(self, event: AnyEvent, thread: Thread) -> None:
+    async def _publish(self, event: AnyEvent, record: RunRecord) -> None:
         """The diagnosis and each proposal get a message of their own, with buttons."""
         if isinstance(event, DiagnosisEvent):
-            await self._post_diagnosis(event, thread)
+            await self._post_diagnosis(event, record)
         elif isinstance(event, ProposalEvent):
-            await self._post_proposal(event, thread)
+            await self._post_proposal(event, record.thread)
 
-    async def _post_diagnosis(self, event: DiagnosisEvent, thread: Thread) -> None:
+    async def _post_diagnosis(self, event: DiagnosisEvent, record: RunRecord) -> None:
+        thread = record.thread
         body = blocks.diagnosis_blocks(
             event,
             evidence=list(getattr(event, "evidence", []) or []),
             ruled_out=list(getattr(event, "ruled_out", []) or []),
             incident_id=event.incident_id,
         )
-        key = f"aoi-diagnosis-{event.incident_id}-{event.step}-{thread.thread_ts}"
+        # Every run of an incident (a follow-up too) ends with a diagnosis of its own.
+        key = f"aoi-diagnosis-{event.incident_id}-{record.run_key}"
         text = f"Diagnosis for incident #{event.incident_id}: {safe(event.summary, 200)}"
         await self._post_recorded(
             thread, text, body, key=key, kind="diagnosis", incident_id=event.incident_id
@@ -265,14 +289,21 @@ class IncidentRunner:
         incident_id: int,
         proposal_id: int | None = None,
     ) -> None:
-        try:
-            ts = await self._poster.post(
-                thread.channel_id, thread_ts=thread.thread_ts, text=text, blocks=body, key=key
-            )
-        except SlackUnavailable as exc:
-            # The row is in the store either way: a restarted bot or `aoi` can still show it.
-            log.error("could not post the %s message: %s", kind, exc)
-            return
+        for wait in (*POST_RETRY_S, None):
+            try:
+                ts = await self._poster.post(
+                    thread.channel_id, thread_ts=thread.thread_ts, text=text, blocks=body, key=key
+                )
+                break
+            except SlackUnavailable as exc:
+                if wait is None or not _passing(exc):
+                    # The row is in the store either way: `aoi` can still show it.
+                    log.error("could not post the %s message: %s", kind, exc)
+                    return
+                # Past the client's own retries (a 429 storm, Slack down for a while): the
+                # buttons matter, so wait and post again (the same key: never twice).
+                log.warning("could not post the %s message (%s); again in %ss", kind, exc, wait)
+                await asyncio.sleep(wait)
         await asyncio.to_thread(
             slack_store.record_message,
             self._engine,
@@ -298,7 +329,7 @@ class IncidentRunner:
             record.thread,
             f":pause_button: I was stopped before I finished incident #{record.incident_id}; "
             "it is marked *interrupted*. Mention me in this thread to continue it.",
-            key=f"aoi-interrupted-{record.incident_id}-{record.thread.thread_ts}",
+            key=f"aoi-interrupted-{record.incident_id}-{record.run_key}",
         )
 
     async def _say(self, thread: Thread, text: str, *, key: str) -> None:
@@ -325,6 +356,16 @@ class IncidentRunner:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         return [i for i in interrupted if i is not None]
+
+
+def _passing(exc: SlackUnavailable) -> bool:
+    """Slack trouble that may heal in seconds: rate limits, server errors, the network."""
+    return (
+        exc.ambiguous
+        or exc.error in TRANSIENT_ERRORS
+        or exc.error in ("ratelimited", "disconnected", "timeout", "connect_failed")
+        or exc.error.startswith(("http_5", "lookup_"))
+    )
 
 
 def _proposal_row(engine: Engine, proposal_id: int) -> tuple[Proposal | None, Provenance]:

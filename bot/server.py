@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 
 from bot.app import AoiBot
 from bot.health import health_routes
@@ -40,6 +43,11 @@ def events_app(bot: AoiBot) -> web.Application:
     async def events(request: web.Request) -> web.Response:
         if bot.draining:
             return web.Response(status=503, text="shutting down; retry on another replica")
+        # Bolt parses the body before it verifies anything and answers what it cannot
+        # parse (or a non-numeric timestamp) with a 500, which Slack retries: refuse first.
+        refusal = bot.http_refusal(await request.read(), request.headers)
+        if refusal is not None:
+            return web.Response(status=refusal[0], text=refusal[1])
         response = await bot.app.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(response)
 
@@ -75,7 +83,7 @@ async def serve_http(bot: AoiBot, *, host: str, port: int) -> Serving:
 async def serve_socket_mode(
     bot: AoiBot, *, app_token: str, health_host: str, health_port: int
 ) -> Serving:
-    handler = AsyncSocketModeHandler(bot.app, app_token, web_client=bot.client)
+    handler = _AckingHandler(bot.app, app_token, web_client=bot.client)
     try:
         await handler.connect_async()  # type: ignore[no-untyped-call]
     except CALL_ERRORS as exc:
@@ -100,6 +108,23 @@ async def serve_socket_mode(
         await runner.cleanup()
 
     return Serving(stop_events=stop_events, close=close, port=bound)
+
+
+class _AckingHandler(AsyncSocketModeHandler):
+    """Bolt's Socket Mode handler, but an envelope bolt cannot even parse is still acked.
+
+    Without the ack Slack shows the person an error and delivers the envelope again.
+    """
+
+    async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+        try:
+            await super().handle(client, req)
+        except Exception as exc:
+            log.warning("acknowledged a Socket Mode envelope bolt could not handle: %s", exc)
+            with contextlib.suppress(Exception):
+                await client.send_socket_mode_response(
+                    SocketModeResponse(envelope_id=req.envelope_id)
+                )
 
 
 def _bound_port(runner: web.AppRunner, asked: int) -> int:

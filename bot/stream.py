@@ -23,8 +23,10 @@ whatever Slack does, nothing is lost and nothing is shown twice:
   rendering, in ``text`` and in section blocks, which replace the streamed
   content): one whose ts is known is stopped (best effort) and edited with
   ``chat.update``, one whose ts is not is posted with `bot.slack_api.Poster`
-  (exactly once by key). Writes are coalesced, at most one per
-  ``max(1 s, min_update_interval_s)``, longer when Slack asks (``Retry-After``).
+  (exactly once by key). A stream whose ``chat.startStream`` response was lost is
+  first looked for in the thread (by its text), so it is stopped and edited rather
+  than left open beside a second copy of its lines. Writes are coalesced, at most
+  one per ``max(1 s, min_update_interval_s)``, longer when Slack asks (``Retry-After``).
 
 Slack is written by a background task, so `event` never waits on Slack; `finish`
 flushes and closes. Slack trouble is logged and counted in ``errors``, never
@@ -75,7 +77,7 @@ from agents.events import (
     ProposalEvent,
     Started,
 )
-from bot.slack_api import Poster, SlackUnavailable, classify
+from bot.slack_api import POST_EVENT_TYPE, Poster, SlackUnavailable, classify
 from bot.text import safe
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,9 @@ BACKOFF_MAX_S = 10.0
 FINISH_ATTEMPTS = 3
 FINISH_TIMEOUT_S = 60.0
 SLACK_MAX_CHARS = 11_000
+LOST_START_WAIT_S = 0.5
+"""After a lost ``chat.startStream``: the wait before looking for the stream it made."""
+LOOKUP_PAGES = 10
 
 SlackTrouble = (SlackUnavailable, SlackClientError, aiohttp.ClientError, TimeoutError, OSError)
 """What a Slack call may raise that is Slack's (or the network's) trouble, not ours."""
@@ -597,6 +602,12 @@ class ThreadStream:
                 )
         except SlackTrouble as exc:
             self._trouble(method, exc)
+            if method == "chat.startStream" and _maybe_acted(exc):
+                # The stream may exist, holding these chunks: find it, so the fallback stops
+                # and edits it instead of leaving it open beside a second copy of its lines.
+                found = await self._find_started(chunks)
+                if found is not None:
+                    self._created(message, found)
             if method == "chat.stopStream" and not chunks and not last and _not_streaming(exc):
                 # A stop with nothing in it: the stream is closed either way (it expired,
                 # or a lost stop landed and its retry was refused), and all was delivered.
@@ -682,6 +693,52 @@ class ThreadStream:
             return exc
         return None
 
+    async def _find_started(self, chunks: list[Chunk]) -> str | None:
+        """The ts of the stream a lost ``chat.startStream`` made, or None.
+
+        Found by reading the thread: the newest message of this bot that carries no post
+        key (streams carry none), is not one this writer knows, and whose text is the
+        markdown of ``chunks``. Chunks without markdown cannot be told apart: None.
+        """
+        expected = _squash("".join(c.text for c in chunks if isinstance(c, MarkdownTextChunk)))
+        if not expected:
+            return None
+        await asyncio.sleep(LOST_START_WAIT_S)  # let the lost call settle
+        me = self._poster.bot_user_id
+        found: str | None = None
+        cursor: str | None = None
+        try:
+            for _ in range(LOOKUP_PAGES):
+                response = await self._client.conversations_replies(
+                    channel=self._channel,
+                    ts=self._thread_ts,
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
+                )
+                for m in response.get("messages") or []:
+                    if not isinstance(m, dict) or not isinstance(m.get("ts"), str):
+                        continue
+                    ours = m.get("user") == me if me else bool(m.get("bot_id"))
+                    keyed = isinstance(m.get("metadata"), dict) and (
+                        m["metadata"].get("event_type") == POST_EVENT_TYPE
+                    )
+                    if (
+                        ours
+                        and not keyed
+                        and m["ts"] not in (self._thread_ts, *self.message_ts)
+                        and _squash(str(m.get("text") or "")) == expected
+                    ):
+                        found = m["ts"]
+                meta = response.get("response_metadata") or {}
+                cursor = meta.get("next_cursor") if isinstance(meta, dict) else None
+                if not cursor:
+                    break
+        except SlackTrouble as exc:
+            self._trouble("conversations.replies", exc)
+            return None
+        return found
+
     def _created(self, message: _Message, ts: str) -> None:
         message.ts = ts
         self.message_ts.append(ts)
@@ -726,6 +783,17 @@ class ThreadStream:
             error,
             extra={"channel": self._channel, "thread_ts": self._thread_ts},
         )
+
+
+def _maybe_acted(exc: BaseException) -> bool:
+    """Slack may have done what the failed call asked (its response was lost)."""
+    if isinstance(exc, SlackUnavailable):
+        return exc.ambiguous
+    return classify(exc)[1] == "lost"
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _not_streaming(exc: BaseException) -> bool:

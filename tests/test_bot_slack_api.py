@@ -245,7 +245,7 @@ def poster_for(slack: MiniSlack, **kwargs: Any) -> Poster:
 
 
 def sample(metrics: BotMetrics, name: str, **labels: str) -> float:
-    value = metrics.registry.get_sample_value(name, labels)
+    value = metrics.registry.get_sample_value(f"aoi_{name}", labels)
     return 0.0 if value is None else value
 
 
