@@ -119,6 +119,11 @@ class Settings(BaseSettings):
         le=65535,
         description="Port of /healthz, /readyz and /metrics in Socket Mode (0 = any free port).",
     )
+    bot_max_investigations: PositiveInt = Field(
+        20,
+        description="Investigations the bot runs at once; later mentions wait their turn "
+        "and are told so.",
+    )
     bot_grace_s: float = Field(
         60.0,
         ge=0,

@@ -56,6 +56,8 @@ class BotConfig:
     incident_channels: re.Pattern[str] | None = re.compile(r"^(inc|incident)[-_]")
     """Channel names that count as incident channels (None: only ``incident_channel_ids``)."""
     incident_channel_ids: frozenset[str] = frozenset()
+    max_investigations: int = 20
+    """Investigations running at once; later mentions wait their turn (and are told so)."""
     grace_s: float = 60.0
     """On SIGTERM, how long running investigations may take to finish."""
     group_cache_s: float = 300.0

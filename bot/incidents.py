@@ -98,6 +98,8 @@ class IncidentRunner:
         self._metrics = metrics
         self._clock = clock
         self._runs: dict[tuple[str, str], RunRecord] = {}
+        # At most this many investigate at once; the rest wait their turn, told so.
+        self._slots = asyncio.Semaphore(max(1, config.max_investigations))
         self.accepting = True
         self.finished: list[RunRecord] = []
         """Records of finished runs, newest last (bounded; the bench reads first-message times)."""
@@ -148,7 +150,15 @@ class IncidentRunner:
         record = self._runs[thread.key]
         status = "FAILED"
         try:
-            status = await self._investigate(record, question, route, incident_id, event_id)
+            if self._slots.locked():
+                await self._say(
+                    thread,
+                    f":hourglass: {self._config.max_investigations} investigations are "
+                    "running; yours starts as soon as one finishes.",
+                    key=f"aoi-queued-{thread.channel_id}-{thread.thread_ts}-{record.run_key}",
+                )
+            async with self._slots:
+                status = await self._investigate(record, question, route, incident_id, event_id)
         except asyncio.CancelledError:
             status = "INTERRUPTED"
             await self._interrupted(record)

@@ -10,6 +10,7 @@ Each test checks what the person sees and that nothing ran, moved or got lost.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -40,6 +41,7 @@ from support.slack_bot import (
 from support.slack_standin import Message, SlackStandIn, block_action, form_body, signed_headers
 
 from agents.executor import Provenance
+from agents.llm import ModelUnavailable
 from agents.runtime import ClusterAccess, Limits
 from bot import blocks
 from bot.app import AoiBot
@@ -1378,3 +1380,48 @@ async def test_health_readiness_and_metrics(
         if transport == "http":
             raw = json.dumps(slack.mention(CHANNEL, REQUESTER, "help")).encode()
             assert (await rig.post(raw, signed_headers(SECRET, raw))).status == 503
+
+
+class _Gate:
+    """A model that answers only once ``open`` is set (the first investigation holds a slot)."""
+
+    name = "gate"
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def complete(self, messages: Any, **_: Any) -> Any:
+        self.waiting.set()
+        await self.open.wait()
+        raise ModelUnavailable("the gate model answers nothing")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_investigations_beyond_capacity_wait_their_turn_and_are_told(
+    slack: SlackStandIn, engine: Engine
+) -> None:
+    gate = _Gate()
+    config = dataclasses.replace(_config(), max_investigations=1)
+    async with running_bot(slack, config, engine=engine, model=gate) as rig:  # type: ignore[arg-type]
+        first = await rig.mention(CHANNEL, REQUESTER, "checkout is down")
+        await asyncio.wait_for(gate.waiting.wait(), 30)
+        second = await rig.mention(CHANNEL, REQUESTER, "payments too")
+        ts = second["event"]["ts"]
+        await wait_for(
+            lambda: any("yours starts" in m.text for m in _replies(slack, ts)),
+            what="the queued note",
+        )
+        assert not [m for m in _replies(slack, ts) if m.streaming]
+        assert rig.bot.runner.running == 2
+        gate.open.set()
+        for body in (first, second):
+            await wait_for(
+                lambda b=body: any(  # type: ignore[misc]
+                    m.text.startswith("Diagnosis") for m in _replies(slack, b["event"]["ts"])
+                ),
+                timeout_s=60,
+                what="both diagnoses",
+            )

@@ -155,6 +155,7 @@ def bot_config(settings: Settings, routes: tuple[ClusterRoute, ...]) -> BotConfi
         incident_channels=re.compile(settings.incident_channel_pattern),
         incident_channel_ids=channel_ids(settings.incident_channels),
         grace_s=settings.bot_grace_s,
+        max_investigations=settings.bot_max_investigations,
     )
 
 
