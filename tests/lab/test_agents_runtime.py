@@ -16,6 +16,7 @@ from injection_corpus import INJECTIONS, SECRETS, plant
 from kubernetes import client
 from sqlalchemy.engine import Engine
 from sqlmodel import select
+from support.decisions import decision
 from support.lab import LabThread
 
 from agents.events import AnyEvent
@@ -31,25 +32,6 @@ from store.policy import ApprovalPolicy
 
 HOTEL, SOCIAL = "test-hotel-reservation", "test-social-network"
 POLICY = ApprovalPolicy(approvers=frozenset({"U-oncall"}))
-
-
-def decision(
-    kind: str, instruction: str, component: str = "user-service", confidence: int = 60
-) -> str:
-    return json.dumps(
-        {
-            "summary": f"next: {kind}",
-            "phase": "diagnosis",
-            "hypotheses": [component],
-            "root_cause": {
-                "component": component,
-                "system_level": "Virtualization",
-                "fault_type": "Operation Error",
-            },
-            "confidence": confidence,
-            "next_action": {"kind": kind, "instruction": instruction},
-        }
-    )
 
 
 def collect(

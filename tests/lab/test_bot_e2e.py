@@ -10,7 +10,6 @@ The scripted model drives the Observer here; one test uses the embedded GGUF.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 from kubernetes import client
 from sqlalchemy.engine import Engine
 from sqlmodel import select
+from support.decisions import decision
 from support.lab import LabThread
 from support.slack_bot import BotRig, button_value, has_button, running_bot, texts, wait_for
 from support.slack_standin import Message, SlackStandIn
@@ -41,20 +41,7 @@ REQUESTER, APPROVER, STRANGER = "U0BOB", "U0ALICE", "U0MALLORY"
 
 
 def _decision(kind: str, instruction: str) -> str:
-    return json.dumps(
-        {
-            "summary": f"next: {kind}",
-            "phase": "diagnosis",
-            "hypotheses": ["user-service"],
-            "root_cause": {
-                "component": "user-service",
-                "system_level": "Virtualization",
-                "fault_type": "Misconfiguration",
-            },
-            "confidence": 40,
-            "next_action": {"kind": kind, "instruction": instruction},
-        }
-    )
+    return decision(kind, instruction, confidence=40, fault_type="Misconfiguration")
 
 
 def scripted() -> ScriptedModel:

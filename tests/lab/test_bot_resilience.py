@@ -12,7 +12,6 @@ the writer rendered shown exactly once, and nothing run without a click.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -23,6 +22,7 @@ from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
+from support.decisions import decision
 from support.lab import LabThread
 from support.slack_bot import BotRig, button_value, running_bot, texts, wait_for
 from support.slack_standin import Message, SlackStandIn
@@ -55,20 +55,7 @@ _INCIDENT_REF = re.compile(r"incident #(\d+)", re.IGNORECASE)
 
 
 def _decision(kind: str, instruction: str) -> str:
-    return json.dumps(
-        {
-            "summary": f"next: {kind}",
-            "phase": "diagnosis",
-            "hypotheses": ["user-service"],
-            "root_cause": {
-                "component": "user-service",
-                "system_level": "Virtualization",
-                "fault_type": "Misconfiguration",
-            },
-            "confidence": 40,
-            "next_action": {"kind": kind, "instruction": instruction},
-        }
-    )
+    return decision(kind, instruction, confidence=40, fault_type="Misconfiguration")
 
 
 def scripted(runs: int = 1) -> ScriptedModel:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import json
 import socket
 import threading
 import time
@@ -35,6 +34,7 @@ from kubernetes.client import rest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
+from support.decisions import decision
 from support.lab import LabThread
 
 from agents.events import AnyEvent, Started
@@ -46,25 +46,6 @@ from store.db import session_scope
 from store.models import Incident, IncidentStatus, Proposal, Step
 
 SOCIAL = "test-social-network"
-
-
-def decision(
-    kind: str, instruction: str, component: str = "user-service", confidence: int = 60
-) -> str:
-    return json.dumps(
-        {
-            "summary": f"next: {kind}",
-            "phase": "diagnosis",
-            "hypotheses": [component],
-            "root_cause": {
-                "component": component,
-                "system_level": "Virtualization",
-                "fault_type": "Operation Error",
-            },
-            "confidence": confidence,
-            "next_action": {"kind": kind, "instruction": instruction},
-        }
-    )
 
 
 @dataclass
