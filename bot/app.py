@@ -388,8 +388,14 @@ class AoiBot:
                 key=key,
             )
         else:
+            policy = self.config.policy
+            groups = await self.groups.groups_of(thread.user_id, policy.groups)
+            allowed = (
+                thread.user_id == existing.requester
+                or policy.admitted_by(thread.user_id, groups) is not None
+            )
             reply = await self.feedback.resolved(
-                incident_id=existing.id, user=thread.user_id, cause=argument
+                incident_id=existing.id, user=thread.user_id, cause=argument, allowed=allowed
             )
             await self._reply(thread, reply, key=key)
 

@@ -876,6 +876,10 @@ COMMANDS: Final[tuple[tuple[str, str], ...]] = (
     ),
     ("@aoi <question> (in the thread)", "ask a follow-up about the same incident"),
     ("@aoi status", "what the investigation in this thread is doing"),
+    (
+        "@aoi resolved: <cause>",
+        "close the incident with its cause (the requester or an approver)",
+    ),
     ("@aoi help", "this message"),
 )
 

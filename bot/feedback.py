@@ -29,13 +29,17 @@ from bot.approvals import parse_id
 from bot.metrics import BotMetrics
 from bot.slack_api import CALL_ERRORS, Poster, SlackUnavailable
 from bot.text import safe
+from store import proposals as proposal_store
 from store import slack as slack_store
 from store.db import session_scope
 from store.models import Feedback, Incident, Proposal, ProposalState, Rating, Step
 
 log = logging.getLogger("aoi.bot")
 
-_COMMAND = re.compile(r"^\s*(help|status|resolved)\b[:\s]*(.*)$", re.IGNORECASE | re.DOTALL)
+# `help` and `status` are commands only as the whole mention ("help! checkout is down" is a
+# question); `resolved:` needs its colon ("resolved the configmap but..." is a question too).
+_WORD_COMMAND = re.compile(r"^\s*(help|status)[\s.!?]*$", re.IGNORECASE)
+_RESOLVED = re.compile(r"^\s*resolved\s*:\s*(.*)$", re.IGNORECASE | re.DOTALL)
 LABEL_CALLBACK = "aoi_label"
 
 
@@ -46,11 +50,14 @@ class Command:
 
 
 def parse_command(text: str) -> Command | None:
-    """``help``, ``status`` or ``resolved <cause>`` at the start of a mention, else None."""
-    match = _COMMAND.match(text)
-    if match is None:
-        return None
-    return Command(match.group(1).lower(), " ".join(match.group(2).split()))
+    """``help`` or ``status`` as the whole mention, or ``resolved: <cause>``; else None."""
+    word = _WORD_COMMAND.match(text)
+    if word is not None:
+        return Command(word.group(1).lower(), "")
+    resolved = _RESOLVED.match(text)
+    if resolved is not None:
+        return Command("resolved", " ".join(resolved.group(1).split()))
+    return None
 
 
 @dataclass(frozen=True)
@@ -169,16 +176,27 @@ class FeedbackDesk:
                 log.warning("could not post the label note: %s", exc)
         return None
 
-    async def resolved(self, *, incident_id: int, user: str, cause: str) -> str:
-        """Close the incident with ``cause``; returns the thread's reply."""
+    async def resolved(
+        self, *, incident_id: int, user: str, cause: str, allowed: bool = True
+    ) -> str:
+        """Close the incident with ``cause``; returns the thread's reply.
+
+        ``allowed``: whether ``user`` may close it (the requester or an approver); the
+        incident's proposals still waiting are rejected with it, so none runs later.
+        """
+        if not allowed:
+            return (
+                "Only the person who asked or an approver may close an incident; nothing changed."
+            )
         cause = redact(cause)[:2000]
         if not cause:
-            return "Tell me the cause too: `@aoi resolved <what it was>`."
+            return "Tell me the cause too: `@aoi resolved: <what it was>`."
         closed = await asyncio.to_thread(
             slack_store.close_incident, self._engine, incident_id, by=user, cause=cause
         )
         if not closed:
             return f"Incident #{incident_id} is already closed."
+        await asyncio.to_thread(_reject_pending, self._engine, incident_id, user)
         self._metrics.event("resolved")
         return (
             f"Incident #{incident_id} closed as resolved by <@{user}>: {safe(cause, 500)}. "
@@ -276,3 +294,19 @@ def _status(engine: Engine, incident_id: int) -> IncidentStatusView | None:
             question=incident.question,
             created_at=incident.created_at,
         )
+
+
+def _reject_pending(engine: Engine, incident_id: int, user: str) -> None:
+    """A closed incident's proposals that still wait are rejected: nothing runs after it."""
+    with session_scope(engine) as session:
+        waiting = session.exec(
+            select(Proposal.id).where(
+                col(Proposal.incident_id) == incident_id,
+                col(Proposal.state) == ProposalState.PENDING,
+            )
+        ).all()
+    for proposal_id in waiting:
+        if proposal_id is not None:
+            proposal_store.reject(
+                engine, proposal_id, approver=user, reason="the incident was closed as resolved"
+            )

@@ -45,6 +45,8 @@ from store.models import Proposal
 log = logging.getLogger("aoi.bot")
 
 POST_RETRY_S = (2.0, 5.0, 10.0)
+FIRST_MESSAGE_WAIT_S = 2.0
+"""How long an investigation waits for its first thread message before it reads the cluster."""
 """Waits before posting a diagnosis or proposal again after Slack refused it for a while."""
 
 
@@ -226,9 +228,12 @@ class IncidentRunner:
                         record.incident_id = event.incident_id
                         scope.enter_context(incident_scope(event.incident_id))
                     await stream.event(event)
+                    if first:
+                        # The first thread message goes out before the analyzers start: with
+                        # many incidents at once their reads take the CPU and the thread
+                        # pool, and every later mention's first message waited behind them.
+                        await stream.first_message(FIRST_MESSAGE_WAIT_S)
                     if first and event_id:
-                        # After the first thread message is queued: under load this store
-                        # write waits for a worker thread, and the thread need not wait.
                         await asyncio.to_thread(
                             slack_store.bind_event, self._engine, event_id, event.incident_id
                         )

@@ -271,6 +271,7 @@ class ThreadStream:
         self._streaming = True
         self._next_write_at = 0.0
         self._wake = asyncio.Event()
+        self._first = asyncio.Event()  # set once the first message exists (or never will)
         self._writer: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._status_on = False
@@ -317,6 +318,17 @@ class ThreadStream:
         text = markdown if len(markdown) <= limit else markdown[: limit - 1] + "…"
         self._add(_Item(markdown=text, mrkdwn=text))
         self._kick()
+
+    async def first_message(self, timeout_s: float) -> bool:
+        """Wait at most ``timeout_s`` for the thread's first message; whether it is there.
+
+        For a caller whose next work would compete with that write (an investigation
+        about to start its heavy reads); Slack trouble never raises here.
+        """
+        if not self._first.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._first.wait(), timeout_s)
+        return self.first_message_at is not None
 
     async def finish(self, *, blocks: list[dict[str, Any]] | None = None) -> None:
         """Close every message (``blocks`` go at the end of the last) and clear the status.
@@ -543,6 +555,8 @@ class ThreadStream:
         except Exception as exc:  # a bug of ours: raised to the caller by event/finish
             log.exception("thread stream writer failed")
             self._failure = exc
+        finally:
+            self._first.set()  # no first message can come from a writer that stopped
 
     def _due(self) -> float:
         return self._next_write_at - self._clock()
@@ -655,6 +669,7 @@ class ThreadStream:
             if code in _DEAD:
                 log.warning("thread stream: Slack refuses this thread (%s): stopped writing", code)
                 self._dead = True
+                self._first.set()
             elif code in _FOR_GOOD or (self._finishing and message.failures >= FINISH_ATTEMPTS):
                 # Its rendering stays here; later items go to a new message.
                 log.warning("thread stream: giving up on message %s (%s)", message.ts, code)
@@ -744,6 +759,7 @@ class ThreadStream:
         self.message_ts.append(ts)
         if self.first_message_at is None:
             self.first_message_at = self._clock()
+            self._first.set()
 
     # -- status --------------------------------------------------------------------------
 

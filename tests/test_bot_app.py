@@ -46,6 +46,7 @@ from agents.runtime import ClusterAccess, Limits
 from bot import blocks
 from bot.app import AoiBot
 from bot.config import BotConfig, ClusterRoute
+from bot.feedback import parse_command
 from bot.slack_api import make_client
 from store import slack as slack_store
 from store.db import make_engine, session_scope
@@ -661,13 +662,13 @@ async def test_resolved_closes_the_incident_once(
     slack: SlackStandIn, engine: Engine, transport: Transport
 ) -> None:
     async with running_bot(slack, _config(), engine=engine, transport=transport) as rig:
-        body = await rig.mention(CHANNEL, REQUESTER, "resolved the geo port")
+        body = await rig.mention(CHANNEL, REQUESTER, "resolved: the geo port")
         await wait_for(
             _reply(slack, body["event"]["ts"], "no incident in this thread to resolve"),
             timeout_s=10,
         )
         thread_ts, incident_id = await _thread(rig)
-        await rig.mention(CHANNEL, REQUESTER, "resolved", thread_ts=thread_ts)
+        await rig.mention(CHANNEL, REQUESTER, "resolved:", thread_ts=thread_ts)
         await wait_for(_reply(slack, thread_ts, "Tell me the cause"), timeout_s=10)
         assert _get(engine, Incident, incident_id).status is IncidentStatus.DIAGNOSED
 
@@ -686,7 +687,9 @@ async def test_resolved_closes_the_incident_once(
         )
         assert "9090" in outcome.notes
 
-        await rig.mention(CHANNEL, STRANGER, "resolved it was DNS", thread_ts=thread_ts)
+        await rig.mention(CHANNEL, STRANGER, "resolved: it was DNS", thread_ts=thread_ts)
+        await wait_for(_reply(slack, thread_ts, "Only the person who asked"), timeout_s=10)
+        await rig.mention(CHANNEL, REQUESTER, "resolved: it was DNS", thread_ts=thread_ts)
         await wait_for(_reply(slack, thread_ts, "already closed"), timeout_s=10)
         await _settle(rig)
         assert len(_all(engine, Outcome)) == 1
@@ -1425,3 +1428,23 @@ async def test_investigations_beyond_capacity_wait_their_turn_and_are_told(
                 timeout_s=60,
                 what="both diagnoses",
             )
+
+
+@pytest.mark.parametrize(
+    ("text", "command"),
+    [
+        ("help", "help"),
+        (" Status? ", "status"),
+        ("resolved: the geo port", "resolved"),
+        ("RESOLVED :dns", "resolved"),
+        ("help! checkout is down", None),
+        ("status code 503 on checkout", None),
+        ("resolved the configmap but pods still crash, what next?", None),
+        ("checkout is slow", None),
+    ],
+)
+def test_commands_are_whole_words_and_resolved_needs_its_colon(
+    text: str, command: str | None
+) -> None:
+    parsed = parse_command(text)
+    assert (parsed.name if parsed else None) == command
