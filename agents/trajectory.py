@@ -205,6 +205,12 @@ class Trajectory:
         fields = redact_json(fields)
         with session_scope(self.engine) as session:
             session.add(Step(incident_id=self.incident_id, step_index=index, phase=phase, **fields))
+            # A heartbeat: an incident INVESTIGATING with no step for long was abandoned.
+            session.execute(
+                sa.update(Incident)
+                .where(col(Incident.id) == self.incident_id)
+                .values(updated_at=datetime.now(UTC))
+            )
 
     async def close(self, status: IncidentStatus, diagnosis: dict[str, Any] | None) -> None:
         await asyncio.to_thread(self._close, status, diagnosis)

@@ -57,6 +57,10 @@ _SLACK_ID = re.compile(r"^[A-Z0-9]{2,32}$")
 _TS = re.compile(r"^[0-9]{1,12}\.[0-9]{1,9}$")
 _ANY = re.compile(r".*", re.DOTALL)
 MAX_QUESTION = 4000
+_STORE_DOWN = (
+    ":warning: I could not handle that just now (my store did not answer). Nothing ran; "
+    "mention me again in a minute."
+)
 MAX_EVENT_ID = 255
 MAX_CLOCK_SKEW_S = 300
 """Slack's own bound: a signed request older (or newer) than this is a replay."""
@@ -229,8 +233,9 @@ class AoiBot:
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s failed: %s", task.get_name(), task.exception())
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            log.error("%s failed: %s", task.get_name(), error, exc_info=error)
 
     # -- handlers ----------------------------------------------------------------------
 
@@ -292,24 +297,46 @@ class AoiBot:
             self.metrics.event("malformed")
             log.warning("ignored a malformed app_mention (event id %r)", event_id[:40])
             return
-        if not await asyncio.to_thread(
-            slack_store.claim_event, self.engine, event_id, kind="app_mention"
-        ):
+        thread = Thread(team_id=team, channel_id=channel, thread_ts=thread_ts, user_id=user)
+        try:
+            claimed = await asyncio.to_thread(
+                slack_store.claim_event, self.engine, event_id, kind="app_mention"
+            )
+        except Exception:  # the store is down: say so rather than drop the mention silently
+            log.exception("could not record event %s", event_id[:40])
+            self.metrics.event("store_error")
+            await self._ephemeral(thread, _STORE_DOWN)
+            return
+        if not claimed:
             self.metrics.event("duplicate")
             return
         self.metrics.event("app_mention")
-        thread = Thread(team_id=team, channel_id=channel, thread_ts=thread_ts, user_id=user)
         text = _MENTION.sub(" ", _text(event.get("text"))).strip()[:MAX_QUESTION]
         self._track(self._mention(thread, text, event_id), f"aoi-mention-{event_id}")
 
     async def _mention(self, thread: Thread, text: str, event_id: str) -> None:
+        try:
+            await self._mention_checked(thread, text, event_id)
+        except Exception:
+            log.exception("could not handle the mention %s", event_id[:40])
+            await self._reply(thread, _STORE_DOWN, key=f"aoi-reply-{event_id}-failed")
+
+    async def _mention_checked(self, thread: Thread, text: str, event_id: str) -> None:
         reply_key = f"aoi-reply-{event_id}"
         if self.draining or not self.runner.accepting:
             await self._reply(
                 thread, "I am restarting: mention me again in a minute.", key=reply_key
             )
             return
-        name = await self.channels.name(thread.channel_id)
+        found = await self.channels.name(thread.channel_id)
+        if found is None and thread.channel_id not in self.config.incident_channel_ids:
+            await self._ephemeral(
+                thread,
+                "Sorry, Slack would not tell me about this channel just now, so I cannot "
+                "tell whether it is an incident channel; mention me again in a minute.",
+            )
+            return
+        name = found or ""
         if not self.config.is_incident_channel(thread.channel_id, name):
             await self._ephemeral(
                 thread,
@@ -343,6 +370,15 @@ class AoiBot:
                 await self._reply(thread, refusal, key=reply_key)
                 return
             incident_id = existing.id
+            if existing.status is IncidentStatus.INVESTIGATING and existing.id is not None:
+                # Stale: the replica that ran it stopped answering. Compare-and-set, so of
+                # several replicas one takes it over.
+                await asyncio.to_thread(
+                    slack_store.mark_interrupted,
+                    self.engine,
+                    existing.id,
+                    "its investigation stopped answering (a replica died?)",
+                )
         try:
             self.runner.start(thread, text, route, incident_id=incident_id, event_id=event_id)
         except RuntimeError as exc:

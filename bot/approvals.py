@@ -24,6 +24,7 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -200,10 +201,10 @@ class ApprovalDesk:
             # message keeps its Approve button so that an approver can try again.
             await self._show_retry(loaded, who=who, why=result.message)
         elif result.state in FINAL_STATES or result.state is None:
-            await self._show(
+            if await self._show(
                 loaded, state=state, who=who, result=result.message, verified=result.verified
-            )
-            await self._final(loaded)
+            ):
+                await self._final(loaded)
         else:
             # EXECUTING: another click or replica claimed it first; that one reports.
             await self._refuse(
@@ -251,8 +252,8 @@ class ApprovalDesk:
             await self._lost(click, proposal.id)
             return
         self._metrics.approval("rejected")
-        await self._show(loaded, state="REJECTED", who=click.user, result="nothing was changed")
-        await self._final(loaded)
+        if await self._show(loaded, state="REJECTED", who=click.user, result="nothing was changed"):
+            await self._final(loaded)
 
     def _unread(self) -> str:
         """A refusal's note on approver groups Slack would not list (they admitted nobody)."""
@@ -297,14 +298,15 @@ class ApprovalDesk:
             await asyncio.to_thread(proposal_store.expire, self._engine)
             loaded = await asyncio.to_thread(_load, self._engine, proposal_id) or loaded
             row = loaded.proposal
-        who = f" by <@{row.approver}>" if row.approver else ""
+        who = f" by {mention(row.approver)}" if row.approver else ""
         await self._refuse(
             click,
             f"Proposal #{proposal_id} is already *{row.state}*{who}; nothing was run again.",
             outcome="already_decided",
         )
-        if row.state in FINAL_STATES:
-            await self._show(loaded, state=str(row.state), who=row.approver or "", result=None)
+        if row.state in FINAL_STATES and await self._show(
+            loaded, state=str(row.state), who=row.approver or "", result=None
+        ):
             await self._final(loaded)
 
     async def _refuse(self, click: Click, text: str, *, outcome: str) -> None:
@@ -324,10 +326,16 @@ class ApprovalDesk:
         who: str,
         result: str | None,
         verified: bool | None = None,
-    ) -> None:
+    ) -> bool:
+        """Edit the proposal's message; False when there is none or Slack refused the edit."""
         message = loaded.message
         if message is None:
-            return
+            return False
+        stored = loaded.proposal.result if isinstance(loaded.proposal.result, dict) else {}
+        if result is None and stored.get("message"):
+            result = str(stored["message"])
+        if verified is None and isinstance(stored.get("verified"), bool):
+            verified = bool(stored["verified"])
         original = blocks.proposal_blocks_from_row(loaded.proposal, loaded.provenance)
         if state in ("EXPIRED", "STALE") and not who:
             body = blocks.expired_blocks(original, state=state)
@@ -345,6 +353,8 @@ class ApprovalDesk:
             await self._poster.update(message.channel_id, message.ts, text=text, blocks=body)
         except SlackUnavailable as exc:
             log.warning("could not update proposal #%s's message: %s", loaded.proposal.id, exc)
+            return False
+        return True
 
     async def _show_retry(self, loaded: _Loaded, *, who: str, why: str) -> None:
         """The pending rendering (its Approve button kept) and why the approval ran nothing."""
@@ -409,6 +419,10 @@ class ApprovalDesk:
     async def sweep(self) -> int:
         """Expire overdue proposals and update each decided one's message once; returns how many."""
         await asyncio.to_thread(proposal_store.expire, self._engine)
+        # Slack stops redelivering an event within the hour: a day of claims is plenty.
+        await asyncio.to_thread(
+            slack_store.prune_events, self._engine, before=utcnow() - timedelta(days=1)
+        )
         rows = await asyncio.to_thread(slack_store.settled_proposal_messages, self._engine)
         updated = 0
         for proposal, message in rows:

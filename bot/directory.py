@@ -21,6 +21,8 @@ from bot.slack_api import CALL_ERRORS
 
 log = logging.getLogger("aoi.bot")
 
+_MAX_CHANNELS = 10_000
+
 
 @dataclass
 class _Entry:
@@ -43,8 +45,9 @@ class ChannelDirectory:
         self._clock = clock
         self._names: dict[str, _Entry] = {}
 
-    async def name(self, channel_id: str) -> str:
-        """The channel's name, or "" when Slack will not say (the caller refuses then)."""
+    async def name(self, channel_id: str) -> str | None:
+        """The channel's name; None when Slack will not say (then a name read before, however
+        old, is used if there is one; else the caller says it could not read the channel)."""
         entry = self._names.get(channel_id)
         if entry is not None and self._clock() - entry.at < self._ttl_s:
             return str(entry.value)
@@ -53,7 +56,9 @@ class ChannelDirectory:
             name = str((response.get("channel") or {}).get("name") or "")
         except (*CALL_ERRORS, OSError) as exc:
             log.warning("cannot read the name of channel %s: %s", channel_id, _why(exc))
-            return ""
+            return str(entry.value) if entry is not None else None
+        if len(self._names) >= _MAX_CHANNELS:
+            self._names.clear()  # a bound, not an LRU: names are cheap to read again
         self._names[channel_id] = _Entry(name, self._clock())
         return name
 

@@ -127,6 +127,11 @@ class IncidentRunner:
             raise RuntimeError("the bot is shutting down and takes no new investigations")
         if thread.key in self._runs:
             raise RuntimeError(f"an investigation is already running in thread {thread.key}")
+        if len(self._runs) >= 3 * max(1, self._config.max_investigations):
+            raise RuntimeError(
+                f"I am at capacity ({len(self._runs)} investigations running or waiting); "
+                "mention me again in a few minutes"
+            )
         name = f"aoi-incident-{thread.channel_id}-{thread.thread_ts}"
         task = asyncio.create_task(
             self._guarded(thread, question, route, incident_id, event_id), name=name
@@ -332,6 +337,14 @@ class IncidentRunner:
 
     async def _interrupted(self, record: RunRecord) -> None:
         if record.incident_id is None:
+            # Still waiting for a slot (or just starting): nothing ran, nothing is stored.
+            await self._say(
+                record.thread,
+                ":pause_button: I was restarted before I could start on this; mention me "
+                "again to investigate.",
+                key=f"aoi-interrupted-{record.thread.channel_id}-{record.thread.thread_ts}-"
+                f"{record.run_key}",
+            )
             return
         with contextlib.suppress(Exception):
             await asyncio.to_thread(

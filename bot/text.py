@@ -70,12 +70,13 @@ def one_line(text: str, limit: int) -> str:
 
 def safe(text: str, limit: int) -> str:
     """Untrusted ``text`` ready for mrkdwn: redacted, on one line, escaped, at most
-    ``limit`` characters (escapes counted, never cut), backticks as U+02CB.
+    ``limit`` characters (escapes counted, never cut), backticks as U+02CB, and no
+    markdown link (``[text](url)`` becomes ``[text] (url)``: streamed text is markdown).
 
     >>> safe("<@U1> password=hunter2\\nok", 60)
     '&lt;@U1&gt; password=[REDACTED:password] ok'
     """
-    return _fit(_prepare(text, limit).replace("`", _BACKTICK), limit)
+    return _fit(_prepare(text, limit).replace("`", _BACKTICK).replace("](", "] ("), limit)
 
 
 def code(text: str, limit: int = 300) -> str:

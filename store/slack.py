@@ -370,6 +370,14 @@ def _proposals_with_messages(
         )
         .order_by(col(Proposal.created_at), col(Proposal.id), col(SlackMessage.id))
     )
+    if only_unfinal:
+        # Only proposals with a message still to finalise: the sweep's work, not history.
+        unfinal = select(col(SlackMessage.proposal_id)).where(
+            col(SlackMessage.final).is_(False),
+            col(SlackMessage.kind) == SlackMessageKind.PROPOSAL,
+            col(SlackMessage.proposal_id).is_not(None),
+        )
+        statement = statement.where(col(Proposal.id).in_(unfinal))
     with session_scope(engine) as session:
         rows = session.exec(statement).all()
     newest: dict[int, tuple[Proposal, SlackMessage]] = {}

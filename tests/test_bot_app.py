@@ -572,7 +572,7 @@ async def test_a_channel_slack_will_not_describe_is_refused_not_crashed(
         slack.fail_next("conversations.info", status=500, count=50)
         await rig.mention(CHANNEL, REQUESTER, "checkout is down")
         await wait_for(
-            _ephemeral(slack, REQUESTER, "only investigate in incident channels"), timeout_s=15
+            _ephemeral(slack, REQUESTER, "would not tell me about this channel"), timeout_s=15
         )
         await _settle(rig)
         assert _all(engine, Incident) == []
