@@ -718,3 +718,25 @@ def test_the_fallback_thread_never_holds_a_control_sequence() -> None:
     seen = asyncio.run(_through_slack("<!channel> <@U1> <!subteam^S1> `x`\n<!here>", team_id=""))
     _assert_defused(_strings(seen))
     assert any("&lt;!channel&gt;" in s for s in _strings(seen))
+
+
+async def test_first_message_waits_for_the_first_write_and_gives_up_when_slack_refuses(
+    slack: SlackStandIn,
+) -> None:
+    thread_ts = _thread(slack)
+    stream = _stream(slack, thread_ts)
+    await stream.start()
+    assert not await stream.first_message(0.05)  # nothing to write yet
+    await stream.note("first line")
+    assert await stream.first_message(5.0)
+    assert stream.first_message_at is not None
+    await stream.finish()
+
+    refused = _thread(slack)
+    slack.fail_next("chat.startStream", status=400, count=50)
+    slack.fail_next("chat.postMessage", status=400, count=50)
+    stream = _stream(slack, refused)
+    await stream.start()
+    await stream.note("nobody will see this")
+    assert not await stream.first_message(0.5)
+    await stream.finish()
