@@ -99,6 +99,7 @@ _SOURCES = {
 }
 _MAX_ID = 2**63 - 1
 _VALUE_SECTIONS = 8
+_VALUES_CHARS = 6000  # of all value sections together (the rest of a message takes ~4k)
 _DETAIL_LINES = 8
 _CHANGE_CHARS = 2900  # one value, its diff included: it always fits in one section
 _LINE_CHARS = 20_000  # of one diff line: far more than a value section shows
@@ -480,22 +481,28 @@ def _value_sections(changes: list[_Change], new: list[_Change], sets_new: bool) 
         summary = "✅ *Sets no value.*"
     sections: list[str] = []
     current = summary
+    shown = 0  # characters of the sections so far: Slack refuses a message whose blocks
+    # hold more than about 13k characters in all, however valid each block is
+    first = 0  # the first change in ``current``
     for i, change in enumerate(changes):
         chunk = _render_change(change)
         if len(current) + 1 + len(chunk) <= TEXT_CHARS:
             current += "\n" + chunk
             continue
         sections.append(current)
-        if len(sections) == _VALUE_SECTIONS:
-            rest = changes[i:]
-            hidden = sum(c.new for c in rest)
-            sections.append(
-                f"⚠️ _…and {len(rest)} more value(s) not shown here, {hidden} of them NEW._"
-            )
-            return sections
-        current = chunk
+        shown += len(current)
+        if len(sections) == _VALUE_SECTIONS or shown + len(chunk) > _VALUES_CHARS:
+            return [*sections, _hidden(changes[i:])]
+        current, first = chunk, i
+    if sections and shown + len(current) > _VALUES_CHARS:
+        return [*sections, _hidden(changes[first:])]
     sections.append(current)
     return sections
+
+
+def _hidden(rest: list[_Change]) -> str:
+    new = sum(c.new for c in rest)
+    return f"⚠️ _…and {len(rest)} more value(s) not shown here, {new} of them NEW._"
 
 
 def _render_change(change: _Change) -> str:
