@@ -32,7 +32,6 @@ from urllib.parse import parse_qsl
 import sqlalchemy as sa
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.engine import Engine
 
@@ -44,7 +43,7 @@ from bot.directory import ChannelDirectory, GroupDirectory
 from bot.feedback import LABEL_CALLBACK, FeedbackDesk, parse_command
 from bot.incidents import IncidentRunner, Thread
 from bot.metrics import BotMetrics
-from bot.slack_api import CALL_ERRORS, CountErrors, Poster, SlackUnavailable
+from bot.slack_api import CALL_ERRORS, CountErrors, Poster, SlackUnavailable, unavailable
 from bot.text import safe
 from store import slack as slack_store
 from store.models import Incident, IncidentStatus
@@ -129,7 +128,7 @@ class AoiBot:
         try:
             identity = await self.client.auth_test()
         except (*CALL_ERRORS, OSError) as exc:
-            raise SlackUnavailable("auth.test", _why(exc)) from None
+            raise unavailable("auth.test", exc) from None
         self.poster.bot_user_id = str(identity.get("user_id") or "") or None
         self.slack_connected = True
         # Pending approvals live in the store: their buttons work again as they are. What
@@ -618,9 +617,3 @@ def _header(headers: Mapping[str, str], name: str) -> str:
 def _ping(engine: Engine) -> None:
     with engine.connect() as connection:
         connection.execute(sa.text("SELECT 1"))
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error") or exc)
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -14,10 +14,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack_api import CALL_ERRORS
+from bot.slack_api import CALL_ERRORS, classify
 
 log = logging.getLogger("aoi.bot")
 
@@ -55,7 +54,7 @@ class ChannelDirectory:
             response = await self._client.conversations_info(channel=channel_id)
             name = str((response.get("channel") or {}).get("name") or "")
         except (*CALL_ERRORS, OSError) as exc:
-            log.warning("cannot read the name of channel %s: %s", channel_id, _why(exc))
+            log.warning("cannot read the name of channel %s: %s", channel_id, classify(exc)[0])
             return str(entry.value) if entry is not None else None
         if len(self._names) >= _MAX_CHANNELS:
             self._names.clear()  # a bound, not an LRU: names are cheap to read again
@@ -105,16 +104,10 @@ class GroupDirectory:
             try:
                 response = await self._client.usergroups_users_list(usergroup=group)
             except (*CALL_ERRORS, OSError) as exc:
-                self.errors[group] = _why(exc)
-                log.warning("cannot read the members of user group %s: %s", group, _why(exc))
+                self.errors[group] = classify(exc)[0]
+                log.warning("cannot read the members of user group %s: %s", group, classify(exc)[0])
                 return frozenset()
             users = frozenset(str(u) for u in (response.get("users") or []))
             self.errors.pop(group, None)
             self._members[group] = _Entry(users, self._clock())
             return users
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error") or exc)
-    return " ".join(str(exc).split()) or type(exc).__name__
