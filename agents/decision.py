@@ -22,18 +22,14 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.llm.base import Message
+from store import labels
 
 Phase = Literal["triage", "diagnosis", "mitigation", "verification"]
-SystemLevel = Literal["Hardware", "Operating System", "Virtualization", "Application", "Unknown"]
-FaultType = Literal[
-    "Misconfiguration",
-    "Code Defect",
-    "Authentication Issue",
-    "Network/Storage Issue",
-    "Operation Error",
-    "Dependency Problem",
-    "Unknown",
-]
+# The labels are store.labels' (AIOpsLab's); a decision may also say "Unknown". A
+# Literal nested in a Literal flattens, for mypy and for get_args alike, so these are
+# built from store.labels, not copied (tests/agents/test_agents_scoring.py checks).
+SystemLevel = Literal[labels.SystemLevel, "Unknown"]
+FaultType = Literal[labels.FaultType, "Unknown"]
 ActionKind = Literal["probe", "executor", "submit"]
 
 PHASES: tuple[Phase, ...] = get_args(Phase)

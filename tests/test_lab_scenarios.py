@@ -1,4 +1,4 @@
-"""The scenario catalogue, its loader's error messages, ad-hoc scenarios and scoring."""
+"""The scenario catalogue, its loader's error messages and ad-hoc scenarios."""
 
 from __future__ import annotations
 
@@ -17,13 +17,7 @@ from lab.scenarios import (
     load_catalog,
     scenario_from_cli,
 )
-from lab.scenarios.schema import TASK_TYPES
-from lab.scenarios.scoring import (
-    localization_accuracy,
-    score_analysis,
-    score_detection,
-    score_localization,
-)
+from store.labels import TASK_TYPES
 
 D, L, A, M = TASK_TYPES
 FLAG_PROBLEMS = {
@@ -399,50 +393,3 @@ def test_cli_scenario_errors(
     with pytest.raises(ScenarioError) as err:
         scenario_from_cli(family, target, params)
     assert message in str(err.value)
-
-
-# -- scoring ----------------------------------------------------------------------------------
-
-FAULT = GroundTruth(
-    detection=True,
-    components=("mongodb-geo",),
-    system_level="Application",
-    fault_type="Authentication Issue",
-)
-TWO = GroundTruth(detection=True, components=("profile", "search"))
-NONE = GroundTruth(detection=False)
-
-
-def test_score_detection() -> None:
-    assert score_detection("Yes", FAULT)
-    assert score_detection(" yes. ", FAULT)
-    assert score_detection(True, FAULT)
-    assert not score_detection("No", FAULT)
-    assert score_detection("No", NONE)
-    assert not score_detection("Yes", NONE)
-    assert not score_detection("maybe", NONE)
-    assert not score_detection(None, NONE)
-
-
-def test_score_localization() -> None:
-    assert score_localization(["mongodb-geo"], FAULT)
-    assert score_localization("mongodb-geo", FAULT)
-    assert not score_localization(["mongodb-geo", "geo"], FAULT)
-    assert not score_localization(["geo"], FAULT)
-    assert not score_localization([], FAULT)
-    assert not score_localization(None, FAULT)
-    assert score_localization(["search", "profile"], TWO)
-    assert score_localization(["search"], TWO), "one true name of several passes"
-    assert not score_localization(["search", "geo"], TWO)
-    assert localization_accuracy(["mongodb-geo", "geo"], FAULT) == 0.5
-    assert localization_accuracy(["mongodb-geo"], FAULT) == 1.0
-    assert localization_accuracy(["geo"], FAULT) == 0.0
-
-
-def test_score_analysis() -> None:
-    assert score_analysis("Application", "Authentication Issue", FAULT)
-    assert score_analysis("application", "authentication issue", FAULT)
-    assert not score_analysis("Application", "Misconfiguration", FAULT)
-    assert not score_analysis("Virtualization", "Authentication Issue", FAULT)
-    assert not score_analysis(None, None, FAULT)
-    assert not score_analysis("Application", "Misconfiguration", NONE)

@@ -2,7 +2,8 @@
 
 ``load_catalog()`` reads the built-in YAML catalogue (and users' folders) into a
 ``Registry``; ``scenario_from_cli()`` builds one-off scenarios for ``aoi lab
-inject``; ``lab.scenarios.scoring`` grades answers the way AIOpsLab does.
+inject``. Answers are graded the way AIOpsLab does by ``agents.scoring`` (the
+trainer shares it), and the labels come from ``store.labels``.
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from lab.apps.spec import ServiceKind
-from lab.scenarios.schema import FaultType, ParamValue, Split, SystemLevel
+from lab.scenarios.schema import ParamValue, Split
+from store.labels import FaultType, SystemLevel
 
 ParamType = Literal["str", "int", "float", "bool", "list"]
 TargetRule = Literal["required", "optional", "none"]

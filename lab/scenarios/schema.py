@@ -14,17 +14,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-TaskType = Literal["detection", "localization", "analysis", "mitigation"]
-TASK_TYPES: tuple[TaskType, ...] = ("detection", "localization", "analysis", "mitigation")
-SystemLevel = Literal["Hardware", "Operating System", "Virtualization", "Application"]
-FaultType = Literal[
-    "Misconfiguration",
-    "Code Defect",
-    "Authentication Issue",
-    "Network/Storage Issue",
-    "Operation Error",
-    "Dependency Problem",
-]
+# The vocabulary lives in store.labels (one definition for every package); these
+# names stay importable from here for the lab's own modules and older callers.
+from store.labels import TASK_TYPES as TASK_TYPES
+from store.labels import GroundTruth as GroundTruth
+from store.labels import TaskType as TaskType
+
 Split = Literal["train", "held_out"]
 Source = Literal["aiopslab", "aoi", "user"]
 ParamValue = bool | int | float | str | list[str]
@@ -44,17 +39,6 @@ class FaultSpec(_Strict):
     target: str | None = None
     """The service the fault is injected into; omitted for namespace-wide families."""
     params: dict[str, ParamValue] = Field(default_factory=dict)
-
-
-class GroundTruth(_Strict):
-    """The answer key, in AIOpsLab's vocabulary."""
-
-    detection: bool
-    """Whether there is a fault at all (AIOpsLab's "Yes"/"No")."""
-    components: tuple[str, ...] = ()
-    """The faulty services a localization answer must name."""
-    system_level: SystemLevel | None = None
-    fault_type: FaultType | None = None
 
 
 class ScenarioDoc(_Strict):
