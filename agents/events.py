@@ -71,6 +71,22 @@ class Hypothesis(Event):
     confidence: int
 
 
+class ObserverAnswer(BaseModel):
+    """The Observer's own last decision, before any merge with the analyzers.
+
+    The benchmark's ``--agent llm`` scores this, so what the model itself
+    contributes stays visible next to the merged answer.
+    """
+
+    kind: str
+    """The last decision's next_action kind: ``submit`` unless the run ended otherwise."""
+    instruction: str
+    component: str
+    system_level: str
+    fault_type: str
+    confidence: int
+
+
 class DiagnosisEvent(Event):
     kind: Literal["diagnosis"] = "diagnosis"
     detected: bool
@@ -86,6 +102,8 @@ class DiagnosisEvent(Event):
     (at most 5, one line each)."""
     ruled_out: list[str] = Field(default_factory=list)
     """What the analyzers also saw but rank below, and trouble in other namespaces (at most 5)."""
+    observer: ObserverAnswer | None = None
+    """The Observer's own answer (None when no model ran or it gave no decision)."""
 
 
 class ProposalEvent(Event):

@@ -30,6 +30,7 @@ from kubernetes import client
 from sqlalchemy.engine import Engine
 
 from agents.analyzers.finding import Finding
+from agents.analyzers.focus import focus_namespaces
 from agents.analyzers.rank import Diagnosis, diagnose
 from agents.analyzers.runner import AnalysisReport, analyze
 from agents.compressor import compress
@@ -49,6 +50,7 @@ from agents.events import (
     FindingEvent,
     Finished,
     Hypothesis,
+    ObserverAnswer,
     Plan,
     ProbeCall,
     ProbeResult,
@@ -89,6 +91,10 @@ class Limits:
     proposal_ttl_s: int = 900
     rules: ActionRules = DEFAULT_RULES
     """What no proposal may do (protected namespaces, registries, replica bounds)."""
+    window: str = "1m"
+    """How far back the analyzers read metrics, traces and logs (a Prometheus duration)."""
+    recent: str = "15s"
+    """A symptom not seen this recently has stopped: context, not the incident."""
 
 
 @dataclass
@@ -136,7 +142,9 @@ async def investigate(
     status = IncidentStatus.FAILED
     summary: dict[str, Any] | None = None
     try:
-        triage = await _triage(run, cluster)
+        triage = await _triage(
+            run, cluster, window=limits.window, recent=limits.recent, question=ctx.question
+        )
         for event in triage.events:
             yield event
         decision: Decision | None = None
@@ -199,8 +207,13 @@ class _Triage:
     events: list[AnyEvent]
 
 
-async def _triage(run: _Run, cluster: ClusterAccess) -> _Triage:
-    """The analyzers over the whole cluster: the first observation, and the fallback answer."""
+async def _triage(
+    run: _Run, cluster: ClusterAccess, *, window: str, recent: str = "15s", question: str = ""
+) -> _Triage:
+    """The analyzers over the whole cluster: the first observation, and the fallback answer.
+
+    The root cause comes from the namespaces the question names, when it names any; trouble
+    elsewhere is kept as "also seen"."""
     started = time.monotonic()
     try:
         report = await analyze(
@@ -208,6 +221,8 @@ async def _triage(run: _Run, cluster: ClusterAccess) -> _Triage:
             namespaces=cluster.namespaces,
             prometheus_url=cluster.prometheus_url,
             jaeger_url=cluster.jaeger_url,
+            window=window,
+            recent=recent,
         )
     except Exception as exc:  # the API itself cannot be read: say so, answer "no data"
         report = AnalysisReport(
@@ -216,7 +231,7 @@ async def _triage(run: _Run, cluster: ClusterAccess) -> _Triage:
                 "reachable and that the observer's kubeconfig is valid"
             ]
         )
-    diagnosis = diagnose(report.findings)
+    diagnosis = diagnose(report.findings, focus=focus_namespaces(question, report.namespaces))
     lines = [f"[{f.severity}] {f.component}: {f.summary}" for f in diagnosis.findings[:8]]
     lines += [f"analyzer error: {e}" for e in report.errors]
     observation = await asyncio.to_thread(
@@ -449,7 +464,8 @@ def _reason(exc: BaseException) -> str:
 
 
 def _merge(decision: Decision | None, analysis: Diagnosis, incident: int) -> DiagnosisEvent:
-    """The Observer's answer, checked against the analyzers' evidence."""
+    """The Observer's answer, checked against the analyzers' evidence (its own kept beside)."""
+    own = _own(decision)
     if decision is None or (analysis.detected and decision.confidence <= analysis.confidence):
         return DiagnosisEvent(
             incident_id=incident,
@@ -463,6 +479,7 @@ def _merge(decision: Decision | None, analysis: Diagnosis, incident: int) -> Dia
             source="analyzers",
             evidence=_evidence(analysis, analysis.components),
             ruled_out=_ruled_out(analysis, analysis.components),
+            observer=own,
         )
     rc = decision.root_cause
     agrees = rc.component in analysis.components
@@ -479,6 +496,21 @@ def _merge(decision: Decision | None, analysis: Diagnosis, incident: int) -> Dia
         source="model+analyzers" if agrees else "model",
         evidence=_evidence(analysis, components),
         ruled_out=_ruled_out(analysis, components),
+        observer=own,
+    )
+
+
+def _own(decision: Decision | None) -> ObserverAnswer | None:
+    if decision is None:
+        return None
+    rc = decision.root_cause
+    return ObserverAnswer(
+        kind=decision.next_action.kind,
+        instruction=decision.next_action.instruction,
+        component=rc.component,
+        system_level=rc.system_level,
+        fault_type=rc.fault_type,
+        confidence=decision.confidence,
     )
 
 

@@ -64,8 +64,25 @@ class LabClient:
     def inject(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/inject", body)
 
-    def recover(self) -> dict[str, Any]:
-        return self._call("POST", "/recover", {})
+    def recover(
+        self,
+        *,
+        app: str | None = None,
+        settle_s: float | None = None,
+        timeout_s: float | None = None,
+    ) -> dict[str, Any]:
+        """Undo the active faults (of ``app`` only, when given) and wait as ``Lab.recover``
+        does; returns its ``Recovery`` as a dict (recovered, seconds, quiet, detail)."""
+        body: dict[str, Any] = {}
+        if app is not None:
+            body["app"] = app
+        if settle_s is not None:
+            body["settle_s"] = settle_s
+        if timeout_s is not None:
+            body["timeout_s"] = timeout_s
+        # The lab answers within timeout_s (120 s by default) plus the undoing itself.
+        wait = (timeout_s if timeout_s is not None else 120.0) + 60.0
+        return self._call("POST", "/recover", body, timeout=wait)
 
     def check(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/check", body)

@@ -4,6 +4,13 @@
 ``aoi lab up`` process and the test suite run. Everything a user (or an agent)
 touches goes through real interfaces: the apiserver, the Prometheus and Jaeger
 HTTP APIs, and the kubelet's log endpoint.
+
+Recovering a fault is quick; its symptoms are not: they stay in the metric
+windows, trace lookbacks and log tails the agents read for as long as those
+reach back. ``recover`` therefore waits (outside the lock, so another app's
+inject or recover goes on meanwhile) until the recovered app is ready and
+healthy as the model sees it, then for ``settle_s`` more seconds of health,
+and says whether it got there or gave up.
 """
 
 from __future__ import annotations
@@ -34,12 +41,19 @@ from lab.kubelet.images import ImageCatalog
 from lab.kubelet.simulator import KubeletSimulator, World
 from lab.scenarios.schema import FaultSpec, Scenario
 from lab.system import system_objects
-from lab.telemetry.model import AppModel
+from lab.telemetry.model import AppModel, ServiceHealth
 from lab.telemetry.server import TelemetryServer, start_telemetry_server
 from lab.telemetry.state import AppFaults
 
 log = logging.getLogger(__name__)
 PERIODIC_S = 5.0
+POLL_S = 0.5
+# A service is healthy again when its error rate is within ERROR_SLACK of the fault-free
+# baseline and its p99 within LATENCY_SLACK times the baseline's plus LATENCY_FLOOR_MS (a
+# healthy tick's noise stays under 1.25 times; the analyzers flag 4 times the typical).
+ERROR_SLACK = 0.01
+LATENCY_SLACK = 1.5
+LATENCY_FLOOR_MS = 5.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,20 @@ class LabEndpoints:
     prometheus_url: str
     jaeger_url: str
     kubelet_port: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What ``Lab.recover`` did: faults undone, seconds taken, and whether the lab went quiet."""
+
+    recovered: int
+    seconds: float
+    quiet: bool
+    """Ready and healthy (for ``settle_s`` when asked); False: it gave up at the bound."""
+    detail: str
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +119,7 @@ class Lab:
     _periodic: dict[str, Any] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _baseline: dict[tuple[str, str], ServiceHealth] = field(default_factory=dict)
 
     # -- start and stop --------------------------------------------------------------------
 
@@ -223,11 +252,13 @@ class Lab:
 
     # -- readiness and status --------------------------------------------------------------
 
-    async def wait_ready(self, *, timeout_s: float = 60.0) -> float:
-        """Wait until every app Deployment is fully ready; returns the seconds waited."""
+    async def wait_ready(self, *, timeout_s: float = 60.0, app: str | None = None) -> float:
+        """Wait until every Deployment of ``app`` (default: of every app), and kube-system's,
+        is fully ready; returns the seconds waited."""
         started = time.monotonic()
+        apps = self._apps(app)
         while True:
-            pending = await asyncio.to_thread(self.unready)
+            pending = await asyncio.to_thread(self.unready, apps)
             if not pending:
                 await self._observe()
                 return time.monotonic() - started
@@ -235,12 +266,24 @@ class Lab:
                 raise LabError(f"apps not ready after {timeout_s:.0f}s: {', '.join(pending[:8])}")
             await asyncio.sleep(0.2)
 
-    def unready(self) -> list[str]:
-        """Deployments whose rollout is not complete (kubectl rollout status's rule)."""
+    def _apps(self, app: str | None) -> list[AppSpec]:
+        """The app named ``app`` (its name or namespace), or every app for None."""
+        if app is None:
+            return list(self.apps)
+        found = [a for a in self.apps if app in (a.name, a.namespace)]
+        if not found:
+            names = ", ".join(a.name for a in self.apps)
+            raise LabError(f"the lab runs no app named {app!r}; its apps: {names}")
+        return found
+
+    def unready(self, apps: Sequence[AppSpec] | None = None) -> list[str]:
+        """Deployments whose rollout is not complete (kubectl rollout status's rule), in
+        kube-system and ``apps`` (default: every app)."""
         assert self._api is not None
         apps_api = client.AppsV1Api(self._api)
         pending = []
-        for namespace in ["kube-system", *(app.namespace for app in self.apps)]:
+        chosen = self.apps if apps is None else apps
+        for namespace in ["kube-system", *(app.namespace for app in chosen)]:
             for dep in apps_api.list_namespaced_deployment(namespace).items:
                 want = dep.spec.replicas or 0
                 status = dep.status
@@ -318,21 +361,107 @@ class Lab:
                 self.active.append(ActiveFault(scenario.id, scenario.app, spec, decoy))
             await self._observe()
 
-    async def recover(self) -> int:
-        """Undo every active fault, newest first; returns how many were recovered."""
+    async def recover(
+        self, *, app: str | None = None, settle_s: float = 0.0, timeout_s: float = 120.0
+    ) -> Recovery:
+        """Undo the active faults of ``app`` (default: of every app), newest first, then wait.
+
+        The wait, bounded by ``timeout_s`` from the call: the app's Deployments ready; with
+        ``settle_s`` > 0 also every service of the app healthy (error rate and p99 back to
+        the fault-free baseline) and then healthy for ``settle_s`` seconds more, so the
+        symptoms have left windows that long. It runs outside the lock: faults of other
+        apps can be injected and recovered meanwhile. Never raises for a lab that does not
+        go quiet; ``quiet`` says it and ``detail`` names what is still wrong.
+        """
+        started = time.monotonic()
+        apps = self._apps(app)
+        names = {a.name for a in apps}
         async with self._lock:
-            count = 0
-            for active in reversed(self.active):
+            mine = [f for f in self.active if f.app in names]
+            for active in reversed(mine):
                 ctx = self._context(active.app)
                 fault = FAULTS[active.spec.family]
                 await asyncio.to_thread(
                     fault.recover, ctx, active.spec.target or "", active.spec.params
                 )
-                count += 1
-            self.active.clear()
-            self._periodic.clear()
+            self.active = [f for f in self.active if f.app not in names]
+            namespaces = {a.namespace for a in apps}
+            for key in list(self._periodic):
+                # Keys are "<kind>:<namespace>/<target>": only the recovered apps' go.
+                if app is None or key.split(":", 1)[-1].split("/", 1)[0] in namespaces:
+                    del self._periodic[key]
             await self._observe()
-            return count
+        quiet, detail = await self._wait_quiet(apps, settle_s, started + timeout_s)
+        return Recovery(len(mine), time.monotonic() - started, quiet, detail)
+
+    async def _wait_quiet(
+        self, apps: Sequence[AppSpec], settle_s: float, deadline: float
+    ) -> tuple[bool, str]:
+        which = apps[0].name if len(apps) == 1 else "every app"
+        try:
+            await self.wait_ready(
+                timeout_s=max(deadline - time.monotonic(), 0.0),
+                app=apps[0].name if len(apps) == 1 else None,
+            )
+        except LabError as exc:
+            return False, str(exc)
+        if settle_s <= 0:
+            return True, f"{which} ready (no wait for the symptoms to leave the windows)"
+        healthy_since: float | None = None
+        sick: list[str] = []
+        while True:
+            now = time.monotonic()
+            sick = self.unhealthy(apps)
+            if sick:
+                healthy_since = None
+            elif healthy_since is None:
+                healthy_since = now
+            if healthy_since is not None and now - healthy_since >= settle_s:
+                return True, f"{which} healthy for {settle_s:.0f}s"
+            if now >= deadline:
+                break
+            await asyncio.sleep(min(POLL_S, max(deadline - now, 0.0)))
+        if sick:
+            more = f" and {len(sick) - 5} more" if len(sick) > 5 else ""
+            return False, f"still unhealthy: {'; '.join(sick[:5])}{more}"
+        held = time.monotonic() - (healthy_since or time.monotonic())
+        return False, f"healthy for only {held:.0f}s of the {settle_s:.0f}s asked"
+
+    def unhealthy(self, apps: Sequence[AppSpec] | None = None) -> list[str]:
+        """Services of ``apps`` (default: every app) not serving, or whose error rate or p99
+        is off the fault-free baseline, as the model sees them now; each with why."""
+        assert self._model is not None
+        chosen = self.apps if apps is None else apps
+        found = []
+        for app in chosen:
+            for spec in app.services:
+                key = (app.namespace, spec.name)
+                runtime = self._snapshot.runtimes.get(key)
+                if runtime is not None and runtime.ready_replicas < runtime.desired_replicas:
+                    ready = f"{runtime.ready_replicas}/{runtime.desired_replicas}"
+                    found.append(f"{app.namespace}/{spec.name} ({ready} ready)")
+                    continue
+                now, base = self._model.health(*key), self._healthy(key)
+                if now.error_rate > base.error_rate + ERROR_SLACK:
+                    why = f"{100 * now.error_rate:.0f}% errors"
+                elif now.p99_ms > LATENCY_SLACK * base.p99_ms + LATENCY_FLOOR_MS:
+                    why = f"p99 {now.p99_ms:.0f} ms, baseline {base.p99_ms:.0f} ms"
+                else:
+                    continue
+                found.append(f"{app.namespace}/{spec.name} ({why})")
+        return found
+
+    def _healthy(self, key: tuple[str, str]) -> ServiceHealth:
+        """The service's health in a fault-free world (the same model, nothing injected)."""
+        if not self._baseline:
+            clean = AppModel(list(self.apps), seed=self.seed)
+            clean.update({}, AppFaults())
+            self._baseline = {
+                (a.namespace, s.name): clean.health(a.namespace, s.name)
+                for a in self.apps
+                for s in a.services
+            }
+        return self._baseline[key]
 
     async def check(self, scenario: Scenario) -> Verdict:
         """The scenario's mitigation check against live state."""

@@ -97,6 +97,46 @@ def resolve(registry: Registry, body: dict[str, Any]) -> Scenario:
     )
 
 
+MAX_WAIT_S = 1800.0
+"""The longest a recover may be asked to wait (its client waits as long plus a margin)."""
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    """The JSON object of a request; none (an empty body) is ``{}``."""
+    if not await request.read():
+        return {}
+    try:
+        body = await request.json()
+    except ValueError:
+        raise LabError("the request body is not JSON") from None
+    if not isinstance(body, dict):
+        raise LabError("the request body must be a JSON object")
+    return body
+
+
+def recover_options(body: dict[str, Any]) -> tuple[str | None, float, float]:
+    """(app, settle_s, timeout_s) from a /recover body, each checked: {} is every app, no
+    settle wait, 120 s bound."""
+    unknown = set(body) - {"app", "settle_s", "timeout_s"}
+    if unknown:
+        raise LabError(f"unknown /recover field(s): {', '.join(sorted(unknown))}")
+    app = body.get("app")
+    if app is not None and (not isinstance(app, str) or not app):
+        raise LabError("app must be an app's name, e.g. hotel-reservation")
+    settle_s = _seconds(body, "settle_s", 0.0)
+    timeout_s = _seconds(body, "timeout_s", 120.0)
+    return app, settle_s, timeout_s
+
+
+def _seconds(body: dict[str, Any], key: str, default: float) -> float:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise LabError(f"{key} must be a number of seconds")
+    if not 0 <= value <= MAX_WAIT_S:
+        raise LabError(f"{key} must be between 0 and {MAX_WAIT_S:.0f} seconds, not {value}")
+    return float(value)
+
+
 def control_app(
     lab: Lab, registry: Registry, token: str, shutdown: Callable[[], None]
 ) -> web.Application:
@@ -121,10 +161,10 @@ def control_app(
             {"scenario": scenario.model_dump(mode="json"), "seconds": time.perf_counter() - started}
         )
 
-    async def recover(_: web.Request) -> web.Response:
-        started = time.perf_counter()
-        count = await lab.recover()
-        return web.json_response({"recovered": count, "seconds": time.perf_counter() - started})
+    async def recover(request: web.Request) -> web.Response:
+        app, settle_s, timeout_s = recover_options(await _body(request))
+        result = await lab.recover(app=app, settle_s=settle_s, timeout_s=timeout_s)
+        return web.json_response(result.to_dict())
 
     async def check(request: web.Request) -> web.Response:
         scenario = resolve(registry, await request.json())

@@ -153,7 +153,13 @@ def test_detached_lab_lifecycle(running_lab: tuple[dict[str, str], Path]) -> Non
         "scale_to_zero",
     }
 
-    assert aoi(["lab", "recover"], env, cwd).returncode == 0
+    # A short quiet wait keeps the test quick; the default waits for the agents' 1m window.
+    recovered = aoi(["lab", "recover", "--window", "3s", "--timeout", "60", "--json"], env, cwd)
+    assert recovered.returncode == 0, recovered.stderr
+    result = json.loads(recovered.stdout)
+    assert result["recovered"] == 2
+    assert result["quiet"] is True, result["detail"]
+    assert result["seconds"] >= 3
     deadline = time.monotonic() + 30
     while True:
         check = json.loads(aoi(["lab", "check", scenario, "--json"], env, cwd).stdout)

@@ -9,11 +9,13 @@ Usage::
 
     report = await analyze(observer_api, namespaces=["shop"],
                            prometheus_url=prom, jaeger_url=jaeger)
-    diagnosis = diagnose(report.findings)
+    focus = focus_namespaces("checkout fails in the shop", report.namespaces)
+    diagnosis = diagnose(report.findings, focus=focus)
     diagnosis.answers()   # {"detection": "Yes", "localization": ["cart"], ...}
 """
 
 from agents.analyzers.finding import Fault, FaultType, Finding, Severity, SystemLevel
+from agents.analyzers.focus import focus_namespaces
 from agents.analyzers.rank import Diagnosis, diagnose
 from agents.analyzers.runner import AnalysisReport, analyze, analyzers_tool
 
@@ -28,4 +30,5 @@ __all__ = [
     "analyze",
     "analyzers_tool",
     "diagnose",
+    "focus_namespaces",
 ]

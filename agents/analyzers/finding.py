@@ -11,21 +11,13 @@ finding points at a root cause rather than at a symptom.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.executor.actions import ActionSpec
+from store.labels import FaultType as FaultType
+from store.labels import SystemLevel as SystemLevel
 
-SystemLevel = Literal["Hardware", "Operating System", "Virtualization", "Application"]
-FaultType = Literal[
-    "Misconfiguration",
-    "Code Defect",
-    "Authentication Issue",
-    "Network/Storage Issue",
-    "Operation Error",
-    "Dependency Problem",
-]
 Fault = tuple[SystemLevel, FaultType]
 
 
@@ -54,6 +46,8 @@ class Finding(BaseModel):
     remediation: ActionSpec | None = None
     score: float = Field(default=0.5, ge=0.0, le=1.0)
     """How directly this points at the root cause (1: the cause itself, low: a symptom)."""
+    stopped: bool = False
+    """Seen over the long window but not the recent one: the past, never the root cause."""
 
     @property
     def alarming(self) -> bool:

@@ -6,8 +6,15 @@ cause. Each component's score is its best finding's score plus a small bonus
 per *other* analyzer that agrees, so independent evidence counts but many weak
 symptoms never outweigh one direct cause. Only warning and critical findings
 raise an alarm; informational ones (one past restart, a healthy rollout) can
-still localise when nothing else does. ``Diagnosis.answers`` speaks AIOpsLab's
-four task types.
+still localise when nothing else does; findings whose symptom has stopped
+(``agents.analyzers.recency``) never do: the root cause is what fails now.
+
+A question usually names its application ("the hotel reservation app is
+slow"); ``focus`` carries those namespaces (``agents.analyzers.focus``). With a
+focus, the root cause and the detection answer come from the focus namespaces
+alone: a broken app elsewhere stays in ``findings`` (reported "also seen"),
+and a question about a healthy app is answered "no fault" even while another
+app is broken. ``Diagnosis.answers`` speaks AIOpsLab's four task types.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.analyzers.finding import FaultType, Finding, SystemLevel
+from agents.analyzers.recency import is_stopped
 from agents.executor.actions import ActionSpec, action_to_json
 
 AGREEMENT_BONUS = 0.05
@@ -79,13 +87,34 @@ def component_scores(findings: Sequence[Finding]) -> list[tuple[tuple[str, str],
     return sorted(scored, key=lambda item: (-item[1], item[0]))
 
 
-def diagnose(findings: Sequence[Finding]) -> Diagnosis:
-    """Rank findings into one diagnosis (no findings at all: nothing detected)."""
-    alarming = [f for f in findings if f.alarming]
-    pool = alarming or list(findings)
-    ordered = sorted(findings, key=lambda f: (not f.alarming, -f.score))
+def diagnose(findings: Sequence[Finding], *, focus: Sequence[str] | None = None) -> Diagnosis:
+    """Rank findings into one diagnosis (no findings at all: nothing detected).
+
+    ``focus``: the namespaces the question is about; when given, only their findings can be
+    the root cause or raise the alarm (the others stay in ``findings``, listed after).
+    """
+    focused = set(focus or ())
+    considered = [f for f in findings if f.namespace in focused] if focused else list(findings)
+    alarming = [f for f in considered if f.alarming]
+    pool = alarming or [f for f in considered if not is_stopped(f)]
+    ordered = sorted(
+        findings,
+        key=lambda f: (bool(focused) and f.namespace not in focused, not f.alarming, -f.score),
+    )
     if not pool:
-        return Diagnosis(detected=False, confidence=85, summary="every analyzer came back clean")
+        where = focus[0] if focus else None  # so other namespaces read as "also seen"
+        summary = "every analyzer came back clean"
+        if considered:
+            summary = "only symptoms that have stopped: nothing fails now"
+        elif len(considered) < len(findings):
+            summary = f"every analyzer came back clean for {', '.join(focus or ())}"
+        return Diagnosis(
+            detected=False,
+            namespace=where,
+            confidence=70 if considered else 85,
+            summary=summary,
+            findings=ordered,
+        )
     scores = component_scores(pool)
     (namespace, top), top_score = scores[0]
     mine = sorted(

@@ -4,7 +4,10 @@ One namespace at a time: a snapshot through the observer identity (in a
 thread, the client blocks), the cluster analyzers over it, then logs, metrics
 and traces when their sources are given. An analyzer that fails (Prometheus
 down, a forbidden list) is recorded in ``errors`` and the rest still report:
-a partial analysis beats none in an incident.
+a partial analysis beats none in an incident. Metrics, traces, logs and
+restart times are read over ``window`` and judged again over ``recent``: what
+stopped before the recent window is reported as stopped, not as the incident
+(``agents.analyzers.recency``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from kubernetes import client
 
@@ -26,7 +30,7 @@ from agents.analyzers.snapshot import (
     read_cluster,
     read_namespace,
 )
-from agents.analyzers.spans import analyze_spans, read_error_paths
+from agents.analyzers.spans import analyze_spans, read_error_history
 from agents.analyzers.telemetry import analyze_telemetry, read_telemetry
 from agents.probe.metrics import PrometheusClient
 from agents.probe.traces import JaegerClient
@@ -58,11 +62,17 @@ async def analyze(
     prometheus_url: str | None = None,
     jaeger_url: str | None = None,
     window: str = "1m",
+    recent: str = "15s",
     log_since_s: int | None = None,
 ) -> AnalysisReport:
     """All findings for ``namespaces`` (default: every non-system namespace); never raises
-    for a single failing source, only when the API itself cannot be read."""
+    for a single failing source, only when the API itself cannot be read.
+
+    ``recent`` (a duration shorter than ``window``) is how far back a symptom must still
+    show to count as happening now; one as long as the window turns that judgement off.
+    """
     report = AnalysisReport()
+    short = recent_window(window, recent)
     report.namespaces = (
         list(namespaces) if namespaces else await asyncio.to_thread(app_namespaces, api)
     )
@@ -72,6 +82,8 @@ async def analyze(
     since = max(window_seconds(window), 15) if log_since_s is None else log_since_s
     for namespace in report.namespaces:
         snap = await asyncio.to_thread(read_namespace, api, namespace, cluster)
+        snap.recent = short
+        snap.window = timedelta(seconds=window_seconds(window)) if short else None
         report.findings += _cluster_findings(snap, report)
         report.findings += await _guard(report, "logs", analyze_logs(api, snap, since_s=since))
         if prom is not None:
@@ -104,12 +116,14 @@ async def _guard(
 
 
 async def _metrics(prom: PrometheusClient, snap: Snapshot, window: str) -> list[Finding]:
-    return analyze_telemetry(snap, await read_telemetry(prom, snap.namespace, window))
+    data = await read_telemetry(prom, snap.namespace, window, snap.recent)
+    return analyze_telemetry(snap, data)
 
 
 async def _traces(jaeger: JaegerClient, snap: Snapshot, window: str) -> list[Finding]:
     lookback = f"{max(window_seconds(window), 10)}s"
-    return analyze_spans(snap, await read_error_paths(jaeger, snap.namespace, lookback))
+    paths, newest = await read_error_history(jaeger, snap.namespace, lookback)
+    return analyze_spans(snap, paths, newest=newest)
 
 
 def window_seconds(window: str) -> int:
@@ -120,6 +134,18 @@ def window_seconds(window: str) -> int:
     return int(window[:-1]) * units[window[-1]]
 
 
+def recent_window(window: str, recent: str) -> timedelta | None:
+    """The recent window as a duration, or None when it would not be shorter than ``window``
+    (a 15 s analysis has no "earlier" to tell apart) or cannot be read."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    if len(recent) < 2 or recent[-1] not in units or not recent[:-1].isdigit():
+        return None
+    seconds = int(recent[:-1]) * units[recent[-1]]
+    if seconds <= 0 or seconds >= window_seconds(window):
+        return None
+    return timedelta(seconds=seconds)
+
+
 async def analyzers_tool(
     api: client.ApiClient,
     *,
@@ -127,6 +153,7 @@ async def analyzers_tool(
     prometheus_url: str | None = None,
     jaeger_url: str | None = None,
     window: str = "1m",
+    recent: str = "15s",
     top: int = 8,
 ) -> ToolResult:
     """The analyzers as a Probe tool: the diagnosis, then the strongest findings; never raises."""
@@ -139,6 +166,7 @@ async def analyzers_tool(
             prometheus_url=prometheus_url,
             jaeger_url=jaeger_url,
             window=window,
+            recent=recent,
         )
     except Exception as exc:  # a tool never raises into the loop
         return ToolResult.failure(invocation, describe_error(exc))
@@ -154,4 +182,11 @@ async def analyzers_tool(
     )
 
 
-__all__ = ["CLUSTER_ANALYZERS", "AnalysisReport", "analyze", "analyzers_tool"]
+__all__ = [
+    "CLUSTER_ANALYZERS",
+    "AnalysisReport",
+    "analyze",
+    "analyzers_tool",
+    "recent_window",
+    "window_seconds",
+]

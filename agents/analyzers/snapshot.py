@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubernetes import client
@@ -49,6 +49,11 @@ class Snapshot:
     configmaps: list[Obj] = field(default_factory=list)
     cluster: ClusterWide = field(default_factory=ClusterWide)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    recent: timedelta | None = None
+    """The recent window (``agents.analyzers.recency``): a symptom last seen before it has
+    stopped. None: no such judgement (the window is itself short)."""
+    window: timedelta | None = None
+    """The long window the analysis reads (set beside ``recent``)."""
 
     # -- names ---------------------------------------------------------------------------
 

@@ -5,18 +5,31 @@ span of each failing trace is where the failure starts. A client span's error
 is usually about its peer (a database that refuses, a callee that times out),
 unless the message says otherwise (a host that does not exist is the caller's
 mistake); a server span that fails with no failing child is the service's own
-error. The same attribution rules as for logs apply.
+error. The same attribution rules as for logs apply. Each failing path keeps
+the start time of its newest span: a verdict none of whose failures started
+within the recent window has stopped (``agents.analyzers.recency``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
 
 from agents.analyzers.attribution import blame
 from agents.analyzers.finding import Fault, Finding, Severity
+from agents.analyzers.recency import aged
 from agents.analyzers.snapshot import Snapshot
-from agents.probe.traces import ErrorPath, JaegerClient, error_paths, error_traces
+from agents.probe.traces import (
+    ErrorPath,
+    JaegerClient,
+    error_paths,
+    error_traces,
+    failing_leaves,
+    spans_of,
+)
 from agents.redact import redact
 
 MIN_TRACES = 2
@@ -31,19 +44,75 @@ class _Verdict:
     score: float
 
 
+Newest = Mapping[ErrorPath, datetime]
+"""A failing path (its ``count`` set to 1) → the start of its newest failing span."""
+
+
 async def read_error_paths(jaeger: JaegerClient, namespace: str, lookback: str) -> list[ErrorPath]:
     return error_paths(await error_traces(jaeger, namespace=namespace, lookback=lookback))
 
 
-def analyze_spans(snap: Snapshot, paths: list[ErrorPath]) -> list[Finding]:
+async def read_error_history(
+    jaeger: JaegerClient, namespace: str, lookback: str
+) -> tuple[list[ErrorPath], dict[ErrorPath, datetime]]:
+    """The failing paths, and when each last started failing."""
+    traces = await error_traces(jaeger, namespace=namespace, lookback=lookback)
+    return error_paths(traces), newest_failures(traces)
+
+
+def newest_failures(traces: Sequence[Mapping[str, Any]]) -> dict[ErrorPath, datetime]:
+    """Each failing path's newest failing-span start (Jaeger's ``startTime``, microseconds)."""
+    newest: dict[ErrorPath, datetime] = {}
+    for trace in traces:
+        starts = {
+            str(span.get("spanID")): span.get("startTime") for span in trace.get("spans") or []
+        }
+        for span, path in failing_leaves(spans_of(trace)):
+            micros = starts.get(span.span_id)
+            if not isinstance(micros, int | float):
+                continue
+            key = ErrorPath(
+                path,
+                span.service,
+                span.operation,
+                span.kind,
+                span.peer,
+                span.message,
+                span.namespace,
+            )
+            when = datetime.fromtimestamp(micros / 1e6, UTC)
+            newest[key] = max(newest.get(key, when), when)
+    return newest
+
+
+def analyze_spans(
+    snap: Snapshot, paths: list[ErrorPath], *, newest: Newest | None = None
+) -> list[Finding]:
+    """Findings per verdict; with ``newest`` and ``snap.recent``, verdicts whose newest failure
+    started before the recent window are reported as stopped."""
     verdicts: Counter[_Verdict] = Counter()
     samples: dict[_Verdict, ErrorPath] = {}
+    last: dict[_Verdict, datetime | None] = {}
     for path in paths:
         verdict = _judge(snap, path)
         if verdict is not None:
             verdicts[verdict] += path.count
             samples.setdefault(verdict, path)
-    return [_finding(snap, v, n, samples[v]) for v, n in verdicts.items() if n >= MIN_TRACES]
+            seen = (newest or {}).get(replace(path, count=1))
+            if verdict not in last:
+                last[verdict] = seen
+            else:  # one path of unknown time makes the verdict's unknown: never aged on a guess
+                before = last[verdict]
+                last[verdict] = None if before is None or seen is None else max(before, seen)
+    findings = []
+    for verdict, count in verdicts.items():
+        if count < MIN_TRACES:
+            continue
+        found = _finding(snap, verdict, count, samples[verdict])
+        if newest is not None:
+            found = aged(found, last.get(verdict), snap.now, snap.recent, "newest error span")
+        findings.append(found)
+    return findings
 
 
 def _judge(snap: Snapshot, path: ErrorPath) -> _Verdict | None:

@@ -8,6 +8,9 @@ own outgoing calls succeed. The response codes say what kind of failure it is
 (504: requests time out on the way; 500: the service itself answers errors),
 and the cluster snapshot says why a container is throttled (its limit was just
 lowered, a new neighbour shares its node, or the code itself burns CPU).
+Error rates and latency are also read over the recent window: an outlier of
+the long window that the recent one no longer shows (or shows far weaker) has
+stopped, and is reported as such (``agents.analyzers.recency``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from datetime import timedelta
 
 from agents.analyzers.changes import first_container, history, pod_spec
 from agents.analyzers.finding import Fault, Finding, Severity
+from agents.analyzers.recency import TREND_FACTOR, label, stopped
 from agents.analyzers.snapshot import Obj, Snapshot
 from agents.executor.actions import ActionSpec, ScaleNeighbour, SetResources
 from agents.probe.metrics import (
@@ -55,11 +59,18 @@ class Telemetry:
     lag: list[Sample] = field(default_factory=list)
     lag_before: dict[tuple[str, str], float] = field(default_factory=dict)
     """(group, topic) → lag one window earlier: a lag that drains is recovery, not an incident."""
+    recent: timedelta | None = None
+    """The recent window the two fields below cover; None: not read (no recency judgement)."""
+    recent_rates: list[ServiceRates] = field(default_factory=list)
+    recent_p99: dict[str, float] = field(default_factory=dict)
 
 
-async def read_telemetry(prom: PrometheusClient, namespace: str, window: str) -> Telemetry:
+async def read_telemetry(
+    prom: PrometheusClient, namespace: str, window: str, recent: timedelta | None = None
+) -> Telemetry:
+    """The namespace's numbers over ``window``, and error rates and p99 over ``recent`` too."""
     p99 = await latency_quantiles(prom, namespace, 0.99, window)
-    return Telemetry(
+    data = Telemetry(
         rates=await error_rates(prom, namespace, window),
         edges=await edge_errors(prom, namespace, window),
         p99={svc: ms for (_, svc), ms in p99.items()},
@@ -68,6 +79,13 @@ async def read_telemetry(prom: PrometheusClient, namespace: str, window: str) ->
         lag=await kafka_lag(prom, namespace),
         lag_before={_group(s): s.value for s in await kafka_lag(prom, namespace, offset=window)},
     )
+    if recent is not None:
+        short = f"{int(recent.total_seconds())}s"
+        data.recent = recent
+        data.recent_rates = await error_rates(prom, namespace, short)
+        recent_p99 = await latency_quantiles(prom, namespace, 0.99, short)
+        data.recent_p99 = {svc: ms for (_, svc), ms in recent_p99.items()}
+    return data
 
 
 def _group(sample: Sample) -> tuple[str, str]:
@@ -129,12 +147,50 @@ def _callers(data: Telemetry, service: str) -> list[str]:
 
 def error_outliers(snap: Snapshot, data: Telemetry) -> list[Finding]:
     failing = _failing(data)
+    now = {service: _errors_now(data, rates) for service, rates in failing.items()}
+    still = {service for service, state in now.items() if state is not False}
     findings = []
     for service, rates in failing.items():
-        if _callees(data, service) & failing.keys():
+        # A service seen failing now is a symptom only of callees not seen to recover; one
+        # that stopped (or whose recent state is unknown), of any callee failing in the window.
+        suspects = still if now[service] is True else failing.keys()
+        if _callees(data, service) & suspects:
             continue  # a symptom: one of its own calls fails too
-        findings.append(_error_finding(snap, data, rates))
+        found = _error_finding(snap, data, rates)
+        ended = _errors_ended(data, rates) if now[service] is False else None
+        if ended is not None and data.recent is not None:
+            found = stopped(found, data.recent, evidence=ended)
+        findings.append(found)
     return findings
+
+
+def _recent_rates(data: Telemetry, service: str) -> ServiceRates | None:
+    """The service's rates over the recent window; None when they cannot tell (not read, or
+    too little traffic: an absent series proves nothing)."""
+    if data.recent is None:
+        return None
+    now = next((r for r in data.recent_rates if r.service == service), None)
+    return now if now is not None and now.rps >= MIN_RPS else None
+
+
+def _errors_now(data: Telemetry, rates: ServiceRates) -> bool | None:
+    """Whether the service still fails in the recent window (a steep fall counts as no):
+    True, False, or None when the recent window cannot tell."""
+    now = _recent_rates(data, rates.service)
+    if now is None:
+        return None
+    return now.error_ratio >= ERROR_RATIO and now.error_ratio >= TREND_FACTOR * rates.error_ratio
+
+
+def _errors_ended(data: Telemetry, rates: ServiceRates) -> str | None:
+    """The evidence line of a stopped error rate (None: no recent numbers to quote)."""
+    now = _recent_rates(data, rates.service)
+    if now is None or data.recent is None:
+        return None
+    return (
+        f"last {label(data.recent)}: {100 * now.error_ratio:.0f}% of {now.rps:.1f} req/s fail "
+        f"(was {100 * rates.error_ratio:.0f}% over the window)"
+    )
 
 
 def _error_finding(snap: Snapshot, data: Telemetry, rates: ServiceRates) -> Finding:
@@ -169,9 +225,14 @@ def latency_outliers(snap: Snapshot, data: Telemetry) -> list[Finding]:
     threshold = max(LATENCY_FLOOR_MS, LATENCY_FACTOR * typical)
     slow = {svc: ms for svc, ms in data.p99.items() if ms >= threshold}
     failing = _failing(data)
+    now = {service: _slow_now(data, service, threshold) for service in slow}
+    still = {s for s, state in now.items() if state is not False} | {
+        s for s, rates in failing.items() if _errors_now(data, rates) is not False
+    }
     findings = []
     for service, ms in slow.items():
-        if _callees(data, service) & (slow.keys() | failing.keys()):
+        suspects = still if now[service] is True else slow.keys() | failing.keys()
+        if _callees(data, service) & suspects:
             continue
         evidence = [
             f"p99 {ms:.0f} ms vs a typical {typical:.0f} ms in {snap.namespace}",
@@ -179,18 +240,30 @@ def latency_outliers(snap: Snapshot, data: Telemetry) -> list[Finding]:
         ]
         factor = ms / max(typical, 0.1)
         summary = f"{service} is slow: p99 {ms:.0f} ms, {factor:.0f}x the namespace's typical"
-        findings.append(
-            _finding(
-                snap,
-                service,
-                "latency",
-                summary,
-                evidence,
-                fault=("Application", "Code Defect"),
-                score=0.45,
-            )
+        found = _finding(
+            snap,
+            service,
+            "latency",
+            summary,
+            evidence,
+            fault=("Application", "Code Defect"),
+            score=0.45,
         )
+        if now[service] is False and data.recent is not None:
+            recent_ms = data.recent_p99[service]
+            line = f"last {label(data.recent)}: p99 {recent_ms:.0f} ms, under {threshold:.0f} ms"
+            found = stopped(found, data.recent, evidence=line)
+        findings.append(found)
     return findings
+
+
+def _slow_now(data: Telemetry, service: str, threshold: float) -> bool | None:
+    """Whether the recent window still shows the service's p99 over the outlier threshold:
+    True, False, or None when it has no p99 for it."""
+    recent_ms = data.recent_p99.get(service)
+    if data.recent is None or recent_ms is None:
+        return None
+    return recent_ms >= threshold
 
 
 # -- resources ----------------------------------------------------------------------------

@@ -6,16 +6,21 @@ terminations, conditions, events), which is where a dying workload explains
 itself: the exit code and message of the last crash, the image that cannot be
 pulled, the FailedScheduling reason, the port a probe checks. Findings are per
 workload (Deployment), not per pod, so three crashing replicas are one finding.
+A past OOM kill or probe failure whose container runs and is ready again, last
+seen before the recent window, is reported as stopped, and so is a past
+restart from before the long window (``agents.analyzers.recency``); a crash
+loop or a pull that fails now never is.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from agents.analyzers.changes import first_container, history, pod_spec
 from agents.analyzers.finding import Fault, Finding, Severity
+from agents.analyzers.recency import aged
 from agents.analyzers.snapshot import Obj, Snapshot
 from agents.executor.actions import ActionSpec, Rollback, SetResources
 from agents.probe.render import parse_time
@@ -136,8 +141,31 @@ def oom_kills(snap: Snapshot) -> list[Finding]:
             or ((cs.get("state") or {}).get("terminated") or {}).get("reason") == "OOMKilled"
         ]
         if hits:
-            findings.append(_oom_finding(snap, dep, hits))
+            found = _oom_finding(snap, dep, hits)
+            if all(_serving(cs) for _, cs in hits):
+                found = aged(found, _last_kill(hits), snap.now, snap.recent, "last OOM kill")
+            findings.append(found)
     return findings
+
+
+def _serving(cs: Obj) -> bool:
+    """The container runs and is ready right now."""
+    return bool(cs.get("ready")) and "running" in (cs.get("state") or {})
+
+
+def _last_kill(hits: list[tuple[Obj, Obj]]) -> datetime | None:
+    return _newest(
+        [
+            parse_time(((cs.get("lastState") or {}).get("terminated") or {}).get("finishedAt"))
+            for _, cs in hits
+        ]
+    )
+
+
+def _newest(times: list[datetime | None]) -> datetime | None:
+    """The latest of ``times``; None when there are none or any is unknown (never aged then)."""
+    known = [t for t in times if t is not None]
+    return max(known) if known and len(known) == len(times) else None
 
 
 def _oom_finding(snap: Snapshot, dep: Obj, hits: list[tuple[Obj, Obj]]) -> Finding:
@@ -328,19 +356,29 @@ def probe_failures(snap: Snapshot) -> list[Finding]:
     findings = []
     for dep, pods in _workloads(snap):
         failures: dict[tuple[str, int], int] = {}
+        stamps: list[datetime | None] = []
         for pod in pods:
             for event in snap.events_for("Pod", pod["metadata"]["name"]):
                 match = _PROBE_PORT.search(str(event.get("message", "")))
                 if event.get("reason") == "Unhealthy" and match and _recent(snap, event):
                     key = (match.group(1), int(match.group(2)))
                     failures[key] = failures.get(key, 0) + int(event.get("count") or 1)
+                    stamps.append(_stamp(event))
         if failures:
-            findings.append(_probe_finding(snap, dep, failures))
+            found = _probe_finding(snap, dep, failures)
+            if pods and all(_serving(cs) for p in pods for cs in _statuses(p)):
+                last = _newest(stamps)
+                found = aged(found, last, snap.now, snap.recent, "last probe failure")
+            findings.append(found)
     return findings
 
 
+def _stamp(event: Obj) -> datetime | None:
+    return parse_time(event.get("lastTimestamp") or event.get("eventTime"))
+
+
 def _recent(snap: Snapshot, event: Obj) -> bool:
-    stamp = parse_time(event.get("lastTimestamp") or event.get("eventTime"))
+    stamp = _stamp(event)
     return stamp is None or snap.now - stamp < RECENT
 
 
@@ -441,7 +479,12 @@ def _within(snap: Snapshot, event: Obj, window: timedelta) -> bool:
 
 
 def recent_restarts(snap: Snapshot) -> list[Finding]:
-    """Containers that restarted recently but run and serve again: context, not an alarm."""
+    """Containers that restarted recently but run and serve again: context, not an alarm.
+
+    A restart is itself the whole symptom of a killed container, seen only after it, so it
+    is aged against the long window, not the recent one: one from before the window the
+    agents read is a leftover of an earlier fault (stopped), one within it a weak lead.
+    """
     findings = []
     for dep, pods in _workloads(snap):
         for pod in pods:
@@ -454,18 +497,17 @@ def recent_restarts(snap: Snapshot) -> list[Finding]:
                     f"pod {pod['metadata']['name']} restarted {cs.get('restartCount', 0)}x "
                     "recently and is serving again"
                 )
-                findings.append(
-                    _finding(
-                        snap,
-                        dep,
-                        "restart",
-                        summary,
-                        [_termination(cs)],
-                        severity=Severity.INFO,
-                        fault=("Virtualization", "Operation Error"),
-                        score=0.3,
-                    )
+                found = _finding(
+                    snap,
+                    dep,
+                    "restart",
+                    summary,
+                    [_termination(cs)],
+                    severity=Severity.INFO,
+                    fault=("Virtualization", "Operation Error"),
+                    score=0.3,
                 )
+                findings.append(aged(found, finished, snap.now, snap.window, "restarted"))
     return findings
 
 

@@ -181,14 +181,58 @@ def inject(
     console.print(f"injected {scenario['id']} ({scenario['app']}) in {result['seconds']:.2f}s")
 
 
+def _window_s(text: str | None) -> float:
+    """``60s``, ``1m``, ``2h`` as seconds; None: the window the agents read by default."""
+    if text is None:
+        from agents.runtime import Limits  # here: only this command pays for the import
+
+        text = Limits().window
+    units = {"s": 1, "m": 60, "h": 3600}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise typer.BadParameter(
+            f"{text!r} is not a duration like 60s, 1m or 2h", param_hint="--window"
+        )
+    return float(int(text[:-1]) * units[text[-1]])
+
+
 @app.command()
-def recover(as_json: JsonOpt = False) -> None:
-    """Undo every active fault."""
-    result = _lab().recover()
+def recover(
+    window: Annotated[
+        str | None,
+        typer.Option(
+            "--window",
+            help="Wait until the lab has been healthy this long, so the symptoms have left "
+            "windows this long (default: the window the agents read, 1m).",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", min=1, max=1800, help="Give up waiting after this many seconds."),
+    ] = 120.0,
+    no_wait: Annotated[
+        bool,
+        typer.Option("--no-wait", help="Return once the apps are ready; symptoms may linger."),
+    ] = False,
+    app_name: Annotated[
+        str | None,
+        typer.Option("--app", help="Recover only this app's faults (e.g. hotel-reservation)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Undo the active faults, then wait until the lab is healthy and quiet (bounded)."""
+    settle_s = 0.0 if no_wait else _window_s(window)
+    result = _lab().recover(app=app_name, settle_s=settle_s, timeout_s=timeout)
     if as_json:
         typer.echo(json.dumps(result))
         return
-    console.print(f"recovered {result['recovered']} fault(s) in {result['seconds']:.2f}s")
+    done = f"recovered {result['recovered']} fault(s) in {result['seconds']:.1f}s"
+    if result["quiet"]:
+        console.print(f"{done}; the lab is quiet: {result['detail']}")
+    else:
+        console.print(
+            f"{done}, but gave up after {timeout:.0f}s waiting for the lab to go quiet: "
+            f"{result['detail']}"
+        )
 
 
 @app.command()
