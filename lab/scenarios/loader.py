@@ -213,6 +213,25 @@ def scenario_from_cli(
     return scenario
 
 
+def resolve_doc(data: Mapping[str, Any], *, source: Source, origin: str) -> Scenario:
+    """One scenario from plain data shaped like a file's entry, checked exactly as one.
+
+    For scenarios built in code (the benchmark's generator): the same field, family,
+    target, parameter, split and ground-truth checks as ``load_file``, so a built
+    scenario is exactly as valid as a written one. Raises ``ScenarioError`` naming
+    each offending field as a dotted path.
+    """
+    scenario, issues = _build(dict(data), source, origin)
+    if scenario is None:
+        raise ScenarioError(
+            [
+                Problem(None, None, f"{origin}: {'.'.join(map(str, loc)) or 'scenario'}: {why}")
+                for loc, why in issues
+            ]
+        )
+    return scenario
+
+
 def default_truth(faults: Sequence[FaultSpec]) -> GroundTruth:
     """The answer key implied by the faults: their targets and the first family's labels."""
     components: list[str] = []
