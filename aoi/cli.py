@@ -17,7 +17,7 @@ import typer
 
 from agents.llm import ModelError
 from agents.tools.identity import UnsafeObserver
-from aoi.commands import bot, db, doctor, investigate, lab
+from aoi.commands import bench, bot, db, doctor, investigate, lab
 from aoi.errors import SettingsError
 from bot.slack_api import SlackUnavailable
 from lab.errors import LabError
@@ -43,6 +43,7 @@ app.command(name="investigate")(investigate.investigate)
 app.command(name="run")(investigate.run)
 app.command(name="doctor")(doctor.doctor)
 app.command(name="bot")(bot.bot)
+app.command(name="bench")(bench.bench)
 
 
 def _version() -> str:

@@ -6,10 +6,9 @@
 - compression ratio on the lab's largest container logs under a fault;
 - embedded-model tokens/s (SmolLM2-135M Q4_1 through llama-cpp-python), and how
   many of its answers are schema-valid over whole investigations on the lab;
-- analyzers-only accuracy over the scenario catalogue: detection, localization
-  (AIOpsLab's rule) and analysis, per family and overall, with a chart. Each
-  scenario is scored on the AOI_BENCH_WINDOW_S seconds (default 10) after its
-  own injection, which takes about 30 minutes for the 135 scenarios.
+
+Accuracy over the scenario catalogue is the benchmark's (``aoi bench``,
+``lab.benchmark``; its own cost is ``bench_benchmark``), not measured here.
 """
 
 from __future__ import annotations
@@ -20,36 +19,27 @@ import os
 import statistics
 import tempfile
 import time
-from collections import defaultdict
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client
 from rich.console import Console
-from rich.table import Table
 
-from agents.analyzers.rank import Diagnosis, diagnose
-from agents.analyzers.runner import analyze
 from agents.compressor import compress
 from agents.decision import DECISION_MAX_TOKENS, DECISION_SCHEMA, DecisionError, parse_decision
 from agents.llm import Completion, LlamaCppModel, ScriptedModel, embedded_model_path
 from agents.prompts import observer_messages
 from agents.runtime import ClusterAccess, Limits, investigate
 from agents.trajectory import IncidentContext
-from lab.apps import APPS
 from lab.k8s import api_client
 from lab.scenarios import Registry, Scenario
 from lab.scenarios.loader import load_catalog
-from lab.scenarios.scoring import score_analysis, score_detection, score_localization
 from store.db import make_engine
 from store.migrate import upgrade
 from tests.support.lab import LabThread
 
-OUT = Path("var/bench")
 SYMPTOM_WAIT_S = float(os.environ.get("AOI_BENCH_SYMPTOM_WAIT_S", "4"))
-EVAL_WINDOW_S = int(os.environ.get("AOI_BENCH_WINDOW_S", "10"))
-EVAL_MARGIN_S = 0.5
 EMBEDDED_STEPS = 5
 EMBEDDED_SCENARIOS = (
     "revoke_auth_mongodb-analysis-1",
@@ -235,93 +225,6 @@ def _embedded_validity(
     }
 
 
-def _diagnose(
-    handle: LabThread,
-    access: ClusterAccess,
-    *,
-    namespace: str | None = None,
-    window_s: int = EVAL_WINDOW_S,
-) -> Diagnosis:
-    report = handle.run(
-        analyze(
-            access.api,
-            namespaces=[namespace] if namespace else None,
-            prometheus_url=access.prometheus_url,
-            jaeger_url=access.jaeger_url,
-            window=f"{window_s}s",
-            log_since_s=window_s,
-        )
-    )
-    return diagnose(report.findings)
-
-
-def _accuracy(handle: LabThread, access: ClusterAccess, registry: Registry) -> dict[str, Any]:
-    """Each scenario scored on evidence from after its own injection only.
-
-    AIOpsLab redeploys the application for every problem; here the lab recovers and
-    waits for Ready, injects, waits EVAL_WINDOW_S, and the analyzers look at that
-    window alone (metrics, logs and traces), in the scenario's namespace as the
-    task statement names it. The previous scenario's errors all lie before the
-    injection, so they cannot be scored against this one.
-    """
-    per_family: dict[str, list[bool]] = defaultdict(list)
-    totals: dict[str, list[bool]] = defaultdict(list)
-    misses: list[str] = []
-    ids = registry.ids()
-    started = time.monotonic()
-    for n, sid in enumerate(ids, 1):
-        scenario = registry.get(sid)
-        _recover(handle)
-        injected = time.monotonic()
-        handle.run(handle.lab.inject(scenario))
-        time.sleep(max(0.0, injected + EVAL_WINDOW_S + EVAL_MARGIN_S - time.monotonic()))
-        diag = _diagnose(handle, access, namespace=APPS[scenario.app].namespace)
-        truth = scenario.ground_truth
-        ok_detection = score_detection(diag.detected, truth)
-        totals["detection"].append(ok_detection)
-        ok = True
-        if truth.detection and truth.components:
-            ok = score_localization(diag.components, truth)
-            totals["localization"].append(ok)
-            per_family[scenario.fault.family].append(ok)
-        if truth.system_level and truth.fault_type:
-            totals["analysis"].append(score_analysis(diag.system_level, diag.fault_type, truth))
-        if not (ok and ok_detection):
-            misses.append(f"{sid}: said {diag.components or 'nothing'}")
-        left = (time.monotonic() - started) / n * (len(ids) - n)
-        console.print(f"[{n}/{len(ids)}] {sid}  (about {left / 60:.0f} min left)", end="\r")
-    handle.run(handle.lab.recover())
-    console.print()
-    return {"totals": totals, "per_family": per_family, "misses": misses}
-
-
-def _chart(per_family: dict[str, list[bool]]) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    families = sorted(per_family, key=lambda f: sum(per_family[f]) / len(per_family[f]))
-    acc = [100 * sum(per_family[f]) / len(per_family[f]) for f in families]
-    fig, ax = plt.subplots(figsize=(8, 0.3 * len(families) + 1.2))
-    ax.barh(families, acc, color=["tab:green" if a >= 50 else "tab:red" for a in acc])
-    ax.set_xlim(0, 100)
-    ax.set_xlabel("localization accuracy, analyzers only (%)")
-    ax.set_title("AOI analyzers: localization per fault family (lab catalogue)")
-    fig.tight_layout()
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / "analyzers.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _pct(values: list[bool]) -> float:
-    return round(100 * sum(values) / len(values), 1) if values else 0.0
-
-
 def main() -> None:
     state = Path(tempfile.mkdtemp(prefix="aoi-bench-agents-"))
     url = f"sqlite:///{state / 'aoi.db'}"
@@ -346,26 +249,11 @@ def main() -> None:
         figures |= _compression(access.api, "test-hotel-reservation")
         # _embedded_validity recovers the lab from the fault above before its first run.
         figures |= _embedded_validity(handle, engine, access, registry)
-        acc = _accuracy(handle, access, registry)
     finally:
         handle.stop()
         engine.dispose()
-    table = Table(title="analyzers-only localization per family")
-    for column in ("family", "scenarios", "accuracy %"):
-        table.add_column(column)
-    for family, oks in sorted(acc["per_family"].items()):
-        table.add_row(family, str(len(oks)), f"{_pct(oks):.0f}")
-    console.print(table)
-    for task, oks in acc["totals"].items():
-        figures[f"analyzers_{task}_accuracy_pct"] = _pct(oks)
-        figures[f"analyzers_{task}_n"] = len(oks)
-    chart = _chart(acc["per_family"])
-    for miss in acc["misses"]:
-        console.print(f"missed: {miss}")
     for key, value in figures.items():
         console.print(f"{key}: {value}")
-    if chart:
-        console.print(f"chart: {chart}")
     print(json.dumps({"bench": "agents", **figures}))
 
 
