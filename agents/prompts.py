@@ -6,8 +6,13 @@ few retrieved guidance snippets, the last few steps' summaries and the latest
 compressed observation. Everything that came from the cluster or from people is
 fenced as DATA, re-redacted, and stripped of anything that could close the fence
 early: logs are an attack surface (prompt injection), and the model must never take
-instructions from them. `prompt_hash` gives the store a stable identity for a prompt
-without storing it twice.
+instructions from them.
+
+The store keeps each decision's prompt exactly (`stored_prompt` gives the step's
+columns, `step_messages` reads them back), because the trainer's samples must be
+what the Observer saw, byte for byte. The messages are redacted as a whole as the
+last thing built, so what the model receives, what the store keeps (the store
+redacts again) and what `prompt_hash` hashed are one and the same text.
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ import json
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast, get_args
 
 from agents.compressor import Observation
 from agents.decision import DECISION_CONTRACT, Decision
-from agents.llm.base import Message
+from agents.llm.base import Message, Role
 from agents.redact import redact
+from store.models import Step
 
 QUESTION_CHARS = 500
 GUIDANCE_SNIPPETS = 3
@@ -57,6 +63,32 @@ SYSTEM_PROMPT = (
     "step; the instruction is then your answer.\n"
     '- Keep every string short. Say "Unknown" when the evidence does not tell.'
 )
+
+PROMPT_LAYOUT = 1
+"""Bump when `observer_messages` arranges its parts differently (new sections, order, wording
+outside SYSTEM_PROMPT); changes to SYSTEM_PROMPT and the limits show in PROMPT_VERSION anyway."""
+
+
+def _fingerprint() -> str:
+    limits = (
+        QUESTION_CHARS,
+        GUIDANCE_SNIPPETS,
+        GUIDANCE_CHARS,
+        HISTORY_SUMMARY_CHARS,
+        HISTORY_INSTRUCTION_CHARS,
+        OBSERVATION_CHARS,
+        EARLIER_QUESTIONS,
+        EARLIER_QUESTION_CHARS,
+        EARLIER_DIAGNOSIS_CHARS,
+        _DIAGNOSIS_KEYS,
+    )
+    text = json.dumps([SYSTEM_PROMPT, limits], ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+PROMPT_VERSION = f"observer-{PROMPT_LAYOUT}+{_fingerprint()}"
+"""Which prompt built a stored step: the layout number and a fingerprint of the system prompt
+and the limits, so an edit to either can never pass for the prompt it replaced."""
 
 # Anything that reads as one of our fence tags once normalised: attributes, a suffix,
 # spaces or an HTML-escaped bracket included (`</observation x=1>`, `&lt;/guidance&gt;`).
@@ -104,10 +136,97 @@ def observer_messages(
         *_observation_lines(observation),
         _closing(force_submit),
     ]
+    # Each part is redacted already; redacting the whole once more makes the message a
+    # fixed point of `redact` (it is idempotent), so the store's own redaction of the step
+    # cannot change it: stored messages, hash and the model's input stay identical.
     return [
         Message(role="system", content=SYSTEM_PROMPT),
-        Message(role="user", content="\n".join(parts)),
+        Message(role="user", content=redact("\n".join(parts))),
     ]
+
+
+def guidance_id(text: str) -> str:
+    """A guidance item's stable id: sha256 (hex) of its text as the store holds it.
+
+    Guidance reaches the prompt as text, without its row; hashing `Guidance.guidance`
+    with this finds the row again, and an edited row no longer matches what was shown.
+    """
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def guidance_ids(guidance: Sequence[str]) -> list[str]:
+    """Ids of the guidance items `observer_messages` shows for `guidance`, in prompt order."""
+    return [guidance_id(g) for g in _shown_guidance(guidance)]
+
+
+def stored_prompt(messages: Sequence[Message], *, guidance: Sequence[str]) -> dict[str, Any]:
+    """The `Step` columns that keep an Observer prompt: pass them to `Trajectory.step`.
+
+    >>> messages = observer_messages(question="q", history=[], observation=None,
+    ...                              guidance=tips, step=1, max_steps=5)
+    >>> await trajectory.step(StepPhase.REASON, **stored_prompt(messages, guidance=tips))
+
+    `guidance` is what was passed to `observer_messages`; the hash is computed from the
+    very messages stored, so the two cannot disagree.
+    """
+    kept = [{"role": m["role"], "content": m["content"]} for m in messages]
+    return {
+        "prompt_hash": prompt_hash(messages),
+        "messages": kept,
+        "prompt_version": PROMPT_VERSION,
+        "guidance_ids": guidance_ids(guidance),
+    }
+
+
+class StoredPromptError(ValueError):
+    """A step holds no prompt to replay, or one that does not match its hash."""
+
+
+_ROLES: frozenset[str] = frozenset(get_args(Role))
+
+
+def step_messages(step: Step) -> list[Message]:
+    """The messages the model was sent for `step`, byte for byte, checked against its hash.
+
+    >>> model.complete(step_messages(step), schema=DECISION_SCHEMA)
+
+    Raises `StoredPromptError` for a step without a stored prompt (an observe or act
+    step, or one written before the store kept prompts) and for one whose messages no
+    longer hash to its `prompt_hash` (the row was edited after it was written).
+    """
+    where = f"step {step.step_index} of incident #{step.incident_id}"
+    if step.messages is None:
+        raise StoredPromptError(
+            f"{where} has no stored prompt: only Observer decisions keep one, and only "
+            "those recorded since store revision 0005; it cannot be replayed"
+        )
+    stored: object = step.messages  # JSON from the database: check the shape, trust nothing
+    if not isinstance(stored, list):
+        raise StoredPromptError(
+            f"{where}: its messages are not a list of role/content pairs; "
+            "the row was not written by the runtime"
+        )
+    messages: list[Message] = []
+    for number, item in enumerate(stored):
+        role = item.get("role") if isinstance(item, dict) else None
+        content = item.get("content") if isinstance(item, dict) else None
+        if (
+            not isinstance(item, dict)
+            or set(item) != {"role", "content"}
+            or role not in _ROLES
+            or not isinstance(content, str)
+        ):
+            raise StoredPromptError(
+                f"{where}: stored message {number} is not a role/content pair; "
+                "the row was not written by the runtime"
+            )
+        messages.append(Message(role=cast(Role, role), content=content))
+    if prompt_hash(messages) != step.prompt_hash:
+        raise StoredPromptError(
+            f"{where}: the stored messages do not hash to its prompt_hash; the row was "
+            "changed after it was written, so it is not what the model saw"
+        )
+    return messages
 
 
 def prompt_hash(messages: Sequence[Message]) -> str:
@@ -143,8 +262,13 @@ def _data(text: str, limit: int) -> str:
     return _FENCE_TAG.sub(r"[\1\2]", _clip(redact(normalise(text)), limit))
 
 
+def _shown_guidance(guidance: Sequence[str]) -> list[str]:
+    """The guidance items a prompt shows: the first few that are not blank."""
+    return [g for g in guidance if g.strip()][:GUIDANCE_SNIPPETS]
+
+
 def _guidance_lines(guidance: Sequence[str]) -> list[str]:
-    snippets = [_data(g, GUIDANCE_CHARS) for g in guidance if g.strip()][:GUIDANCE_SNIPPETS]
+    snippets = [_data(g, GUIDANCE_CHARS) for g in _shown_guidance(guidance)]
     if not snippets:
         return []
     return [

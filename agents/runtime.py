@@ -60,7 +60,7 @@ from agents.events import (
 from agents.executor import DEFAULT_RULES, ActionRules, ActionSpec, parse_action, propose
 from agents.llm import ChatModel, ModelError, Usage
 from agents.probe import Probe
-from agents.prompts import observer_messages, prompt_hash
+from agents.prompts import observer_messages, stored_prompt
 from agents.redact import redact
 from agents.tools.result import ToolResult
 from agents.trajectory import IncidentContext, Trajectory, retrieve_guidance
@@ -292,15 +292,18 @@ async def _observe_loop(
             earlier_questions=earlier.questions if earlier else (),
             earlier_diagnosis=earlier.diagnosis if earlier else None,
         )
+        # The exact prompt goes into the step (messages, version, guidance shown), so a
+        # training sample can be rebuilt from the store byte for byte.
+        prompt = stored_prompt(messages, guidance=guidance)
         started = time.monotonic()
         try:
-            decision = await _decide(run, model, messages, last=last)
+            decision = await _decide(run, model, messages, prompt, last=last)
         except (ModelError, DecisionError) as exc:
             message = redact(f"the model failed ({exc}); answering from the analyzers")
             # The failed decision is a step too, so the stored trajectory shows where it ended.
             await run.trajectory.step(
                 StepPhase.REASON,
-                prompt_hash=prompt_hash(messages),
+                **prompt,
                 observation=message,
                 latency_ms=int((time.monotonic() - started) * 1000),
             )
@@ -334,7 +337,13 @@ async def _observe_loop(
         return
 
 
-async def _decide(run: _Run, model: ChatModel, messages: list[Any], *, last: bool) -> Decision:
+async def _decide(
+    run: _Run, model: ChatModel, messages: list[Any], prompt: dict[str, Any], *, last: bool
+) -> Decision:
+    """One Observer decision, stored with ``prompt`` (``stored_prompt(messages, ...)``).
+
+    A repair request is built from the model's rejected answer; the step keeps the
+    Observer's prompt, which is what a training sample starts from."""
     schema = SUBMIT_SCHEMA if last else DECISION_SCHEMA
     started = time.monotonic()
     completion = await model.complete(messages, schema=schema, max_tokens=DECISION_MAX_TOKENS)
@@ -355,7 +364,7 @@ async def _decide(run: _Run, model: ChatModel, messages: list[Any], *, last: boo
         decision = parse_decision(completion.text)
     await run.trajectory.step(
         StepPhase.REASON,
-        prompt_hash=prompt_hash(messages),
+        **prompt,
         decision=decision.model_dump(mode="json"),
         tokens_in=completion.tokens_in,
         tokens_out=completion.tokens_out,

@@ -6,4 +6,8 @@ approval state changes), `policy` (who may approve, applied by `proposals.approv
 `errors` (what can go wrong, with next steps), `labels` (AIOpsLab's task types,
 analysis labels and ground truth, shared by everything that grades). This package imports nothing
 else of ours and reads no settings: callers pass a URL and a policy.
+
+Each Observer decision's step keeps the exact, redacted prompt the model was sent
+(`Step.messages`, `prompt_version`, `guidance_ids`, with `prompt_hash` its hash), so the
+trainer rebuilds samples from the store alone; `agents.prompts.step_messages` reads it back.
 """

@@ -109,7 +109,16 @@ class Incident(SQLModel, table=True):
 
 
 class Step(SQLModel, table=True):
-    """One observe / reason / act iteration of the AOI loop, with its cost."""
+    """One observe / reason / act iteration of the AOI loop, with its cost.
+
+    A reason step (an Observer decision) keeps the exact prompt the model was sent:
+    `messages` (role / content pairs, already redacted: they are built from redacted
+    text), `prompt_version` (which prompt layout built them) and `guidance_ids` (the
+    Evolver guidance shown, in order), so a training sample can rebuild what the
+    Observer saw. `prompt_hash` is the hash of `messages`; `agents.prompts.step_messages`
+    reads them back and refuses a row where the two disagree. Observe and act steps,
+    and steps written before revision 0005, leave them NULL and "".
+    """
 
     __tablename__ = "steps"
     __table_args__ = (sa.UniqueConstraint("incident_id", "step_index", name="uq_steps_position"),)
@@ -122,6 +131,9 @@ class Step(SQLModel, table=True):
         sa_column=enum_column(StepPhase, default=StepPhase.OBSERVE),
     )
     prompt_hash: str = ""
+    messages: list[dict[str, str]] | None = _json()
+    prompt_version: str = ""
+    guidance_ids: list[str] | None = _json()
     decision: dict[str, Any] | None = _json()
     tool_calls: list[dict[str, Any]] = _json(default_factory=list)
     observation: str = Field(default="", sa_type=sa.Text)
