@@ -47,15 +47,15 @@ _INTENT_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("kafka_lag", ("lag", "kafka", "queue")),
     ("request_rate", ("traffic", "rps", "request rate", "load")),
 )
-_METRIC_WORDS = ("metric", "prometheus", *(w for _, words in _INTENT_WORDS for w in words))
-_TRACE_WORDS = ("trace", "span", "jaeger")
+METRIC_WORDS = ("metric", "prometheus", *(w for _, words in _INTENT_WORDS for w in words))
+TRACE_WORDS = ("trace", "span", "jaeger")
 _CHECK_WORDS = ("log", "check", "inspect", "describe", "look at", "status of", "why")
 _PROMQL_PREFIX = re.compile(r"^\s*(?:promql|prometheus query|query)\s*:?\s+(?P<q>.+)$", re.I | re.S)
 _PROMQL_SHAPE = re.compile(
     r"^\s*(?:(?:sum|avg|max|min|count|topk|bottomk|rate|irate|increase|histogram_quantile|"
     r"avg_over_time|max_over_time)\b\s*(?:by|without)?\s*[(]|[a-z_:][\w:]*\{[^}]*\})"
 )
-_NAMESPACE = re.compile(r"(?:-n|--namespace[= ]|namespace)\s*([a-z0-9][a-z0-9-]*)")
+NAMESPACE_FLAG = re.compile(r"(?:-n|--namespace[= ]|namespace)\s*([a-z0-9][a-z0-9-]*)")
 
 
 @dataclass(frozen=True)
@@ -150,9 +150,9 @@ class Probe:
         namespace = self._namespace(text)
         services = mentioned(text, list(workloads))
         calls: list[Call] = []
-        if any(word in text for word in _TRACE_WORDS):
+        if any(word in text for word in TRACE_WORDS):
             calls += self._trace_calls(services, namespace, workloads)
-        if any(word in text for word in _METRIC_WORDS):
+        if any(word in text for word in METRIC_WORDS):
             calls += self._metric_calls(text, services, namespace, workloads)
         if "event" in text:
             ns = namespace or _first_namespace(services, workloads)
@@ -166,7 +166,7 @@ class Probe:
         return _unique(calls)
 
     def _namespace(self, text: str) -> str | None:
-        match = _NAMESPACE.search(text)
+        match = NAMESPACE_FLAG.search(text)
         if match:
             return match.group(1)
         for namespace in self.namespaces:
