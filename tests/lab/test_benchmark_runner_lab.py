@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
 from support.decisions import decision
 from support.lab import CACHE_DIR, LabThread
 
@@ -23,6 +24,7 @@ from lab.benchmark.results import ResultsFile, RunInfo
 from lab.benchmark.runner import Benchmark, BenchSettings
 from lab.scenarios.loader import load_catalog
 from lab.scenarios.schema import Scenario
+from store.models import Proposal, ProposalState
 
 ONE_OF_EACH = (
     "pod_failure_hotel_res-detection-1",
@@ -55,6 +57,11 @@ def _info(scenarios: list[Scenario], settings: BenchSettings) -> RunInfo:
         back_to_back=settings.back_to_back,
         concurrent=settings.concurrent,
     )
+
+
+def _proposals(engine: Engine, action: str) -> list[Proposal]:
+    with Session(engine) as session:
+        return list(session.exec(select(Proposal).where(Proposal.action == action)))
 
 
 def _bench(
@@ -105,11 +112,21 @@ def test_every_task_type_is_run_and_scored_concurrently(
     restored = by_id["k8s_target_port-misconfig-mitigation-2"]
     assert restored.success, restored
     assert restored.time_to_answer_s is not None
-    # From zero replicas back to one is a value no history shows (the only ReplicaSet now
-    # wants 0): a new value, which the benchmark, like --yes, leaves to a person.
+    # From zero replicas back to one is a restoration only when the Deployment's history shows
+    # it (an older ReplicaSet that ran 1, which earlier tests on this lab may have left): then
+    # it is approved automatically; otherwise it is a new value, which the benchmark, like
+    # --yes, leaves to a person. Either way the rule, not the lab's past, decides.
     scaled = by_id["scale_pod_zero_social_net-mitigation-1"]
-    assert not scaled.success
-    assert "only a person may approve" in scaled.detail
+    scales = _proposals(engine, "scale")
+    assert scales, "the analyzers propose scaling the Deployment back up"
+    if all(not p.restores_only for p in scales):
+        assert not scaled.success
+        assert "only a person may approve" in scaled.detail
+        assert all(p.state != ProposalState.DONE for p in scales)
+    else:
+        restoring = [p for p in scales if p.restores_only]
+        assert any("ReplicaSet" in str(p.provenance) for p in restoring), restoring
+        assert scaled.success == any(p.state == ProposalState.DONE for p in restoring)
     assert sum(a.success for a in by_id.values()) >= 5, {k: a.detail for k, a in by_id.items()}
     for attempt in by_id.values():
         assert attempt.overhead_s < 30
