@@ -79,7 +79,15 @@ def _incident_fk() -> Any:
 
 
 class Incident(SQLModel, table=True):
-    """One investigation: a Slack thread, a CLI run or a lab scenario."""
+    """One investigation: a Slack thread, a CLI run or a lab scenario.
+
+    A lab incident carries its answer key (`ground_truth`, a `store.labels.GroundTruth`
+    as JSON), the fault `families` its scenario injected and the scenario's `split`
+    ("train" or "held_out"), written by the benchmark with an Outcome of source "lab"
+    saying whether the attempt succeeded (`store.outcomes.record_lab_outcome`); the
+    trainer keeps held-out families out of training by them. Production incidents and
+    rows from before revision 0006 leave them NULL and "".
+    """
 
     __tablename__ = "incidents"
     __table_args__ = (sa.Index("ix_incidents_thread", "channel_id", "thread_ts"),)
@@ -105,6 +113,8 @@ class Incident(SQLModel, table=True):
     )
     closed_at: datetime | None = _optional_time()
     ground_truth: dict[str, Any] | None = _json()
+    families: list[str] | None = _json()
+    split: str = ""
     diagnosis: dict[str, Any] | None = _json()
 
 

@@ -85,7 +85,7 @@ def bench(
     ] = 20,
     symptom_wait: Annotated[
         float, typer.Option(min=0, help="Seconds between injection and the question.")
-    ] = 8.0,
+    ] = 12.0,
     back_to_back: Annotated[
         bool,
         typer.Option(

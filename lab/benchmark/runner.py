@@ -41,6 +41,7 @@ from lab.scenarios.schema import Scenario
 from store import proposals as proposal_store
 from store.errors import ApprovalRefused
 from store.labels import TASK_TYPES
+from store.outcomes import record_lab_outcome
 from store.policy import ApprovalPolicy
 
 AgentKind = Literal["analyzers", "llm", "llm+analyzers"]
@@ -63,8 +64,10 @@ class BenchSettings:
     max_steps: int = 4
     window_s: int = 20
     """How far back the analyzers read telemetry and logs."""
-    symptom_s: float = 8.0
-    """Between injection and the question: the symptoms' onset, as a person notices."""
+    symptom_s: float = 12.0
+    """Between injection and the question: the symptoms' onset, as a person notices. At 8 s
+    the astronomy shop's feature-flag faults (ad failure, manual GC, product-catalog failure)
+    had left too few error spans to tell from noise; at 12 s they were found."""
     back_to_back: bool = False
     concurrent: bool = True
     check_timeout_s: float = 30.0
@@ -200,6 +203,17 @@ class Benchmark:
         }
         wall = time.monotonic() - began
         finished = outcome.finished
+        if finished is not None:  # what the trainer's samples need: families, split, verdict
+            await asyncio.to_thread(
+                record_lab_outcome,
+                self.engine,
+                finished.incident_id,
+                families=scenario.families,
+                split=scenario.split,
+                correct=verdict.success,
+                resolved=mitigated is True,
+                notes=verdict.detail + note,
+            )
         return AttemptResult(
             **base,
             success=verdict.success,
