@@ -17,7 +17,7 @@ import typer
 
 from agents.llm import ModelError
 from agents.tools.identity import UnsafeObserver
-from aoi.commands import bench, bot, db, doctor, investigate, lab
+from aoi.commands import bench, bot, db, doctor, investigate, lab, models
 from aoi.errors import SettingsError
 from bot.slack_api import SlackUnavailable
 from lab.errors import LabError
@@ -39,6 +39,7 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(lab.app, name="lab")
+app.add_typer(models.app, name="models")
 app.command(name="investigate")(investigate.investigate)
 app.command(name="run")(investigate.run)
 app.command(name="doctor")(doctor.doctor)

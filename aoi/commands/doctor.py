@@ -29,7 +29,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from agents.llm import Message, ModelError, SupervisedModel
 from agents.tools.identity import UnsafeObserver, require_read_only
 from aoi.settings import Settings, load_settings
-from aoi.wiring import lab_state_dir, model_from
+from aoi.wiring import ServedModel, build_model, lab_state_dir, served_model
 from lab.client import LabClient
 from lab.controlplane import find_binaries
 from lab.errors import LabError, LabNotRunningError
@@ -83,24 +83,30 @@ def check_database(settings: Settings) -> Check:
 
 
 def check_model(settings: Settings) -> Check:
-    if settings.model == "analyzers":
+    try:
+        served = served_model(settings)
+    except StoreError as exc:  # a version's file changed, or the store holding it is down
+        return Check("model", False, " ".join(str(exc).split()))
+    if served.spec == "analyzers":
         return Check("model", True, "none configured: the analyzers answer alone (AOI_MODEL)")
     try:
-        return asyncio.run(_probe_model(settings))
+        return asyncio.run(_probe_model(settings, served))
     except ModelError as exc:
         return Check("model", False, f"{exc}")
 
 
-async def _probe_model(settings: Settings) -> Check:
-    model = model_from(settings)
+async def _probe_model(settings: Settings, served: ServedModel) -> Check:
+    model = build_model(settings, served)
     assert model is not None
     try:
         started = time.perf_counter()
         prompt: list[Message] = [{"role": "user", "content": "Reply with the word OK."}]
         completion = await model.complete(prompt, max_tokens=8, timeout_s=MODEL_TIMEOUT_S)
         seconds = time.perf_counter() - started
+        serves = served.describe()
         detail = (
-            f"{model.name} answered {completion.tokens_out} tokens in {seconds:.1f} s "
+            (f"serves {serves}: " if serves else "")
+            + f"{model.name} answered {completion.tokens_out} tokens in {seconds:.1f} s "
             f"({completion.tokens_out / max(completion.latency_s, 1e-6):.0f} tokens/s)"
         )
         if isinstance(model, SupervisedModel) and model.info is not None:
