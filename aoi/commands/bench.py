@@ -215,7 +215,9 @@ def _run(
                 nonlocal ok
                 ok += result.success
                 mark = "ok " if result.success else "MISS"
-                bar.console.print(f"{mark} {result.scenario_id} #{result.attempt}: {result.detail}")
+                bar.console.print(
+                    f"{mark} {result.scenario_id} #{result.attempt}: {result.detail}", markup=False
+                )
                 bar.update(task, advance=1, ok=ok)
 
             asyncio.run(bench.run(scenarios, results, progress=progress))
