@@ -17,7 +17,7 @@ import typer
 
 from agents.llm import ModelError
 from agents.tools.identity import UnsafeObserver
-from aoi.commands import bench, bot, db, doctor, investigate, lab, models
+from aoi.commands import bench, bot, db, doctor, investigate, lab, models, train
 from aoi.errors import SettingsError
 from bot.slack_api import SlackUnavailable
 from lab.errors import LabError
@@ -40,6 +40,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(lab.app, name="lab")
 app.add_typer(models.app, name="models")
+app.add_typer(train.app, name="train")
 app.command(name="investigate")(investigate.investigate)
 app.command(name="run")(investigate.run)
 app.command(name="doctor")(doctor.doctor)
