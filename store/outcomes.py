@@ -24,7 +24,7 @@ from sqlmodel import col
 
 from store.db import session_scope
 from store.models import Incident, Outcome
-from store.slack import MAX_LABEL_CHARS, MAX_NOTE_CHARS, IncidentNotFound
+from store.slack import MAX_LABEL_CHARS, MAX_NOTE_CHARS, IncidentNotFound, checked_text
 from store.types import utcnow
 
 LAB_SOURCE = "lab"
@@ -76,17 +76,9 @@ def record_lab_outcome(
 
 
 def _checked(name: str, value: object, *, limit: int, required: bool = False) -> str:
-    """``value`` if it is text the store can keep (see ``store.slack``), else a ValueError."""
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be a string, not {type(value).__name__}")
-    if required and not value.strip():
+    """``value`` if it is text the store can keep (``store.slack.checked_text``), else a
+    ValueError; a required value of only spaces is empty too."""
+    text = checked_text(name, value, limit=limit, required=required)
+    if required and not text.strip():
         raise ValueError(f"{name} must not be empty")
-    if len(value) > limit:
-        raise ValueError(f"{name} is {len(value)} characters long; the store keeps at most {limit}")
-    if "\x00" in value:
-        raise ValueError(f"{name} contains a NUL character, which the database cannot store")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f"{name} is not valid Unicode text (it has a lone surrogate)") from None
-    return value
+    return text

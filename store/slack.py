@@ -88,8 +88,8 @@ def claim_event(engine: Engine, event_id: str, *, kind: str) -> bool:
     `event_id` is 1 to 255 characters (Slack's event_id, or a key the bot derives
     for interactions); `kind` is what it is (app_mention, block_actions...).
     """
-    event_id = _text("event_id", event_id, limit=SLACK_KEY_LENGTH, required=True)
-    kind = _text("kind", kind, limit=MAX_KIND_CHARS, required=True)
+    event_id = checked_text("event_id", event_id, limit=SLACK_KEY_LENGTH, required=True)
+    kind = checked_text("kind", kind, limit=MAX_KIND_CHARS, required=True)
     statement = sa.insert(SlackEvent).values(event_id=event_id, kind=kind, received_at=utcnow())
     try:
         with engine.begin() as connection:
@@ -108,7 +108,7 @@ def bind_event(engine: Engine, event_id: str, incident_id: int) -> None:
     for an unclaimed event, `IncidentNotFound` for an unknown incident, and
     `SlackEventBound` when the event already belongs to another incident.
     """
-    event_id = _text("event_id", event_id, limit=SLACK_KEY_LENGTH, required=True)
+    event_id = checked_text("event_id", event_id, limit=SLACK_KEY_LENGTH, required=True)
     statement = (
         sa.update(SlackEvent)
         .where(
@@ -173,9 +173,9 @@ def record_message(
     or `ProposalNotFound` for unknown ids.
     """
     message_kind = _message_kind(kind)
-    channel_id = _text("channel_id", channel_id, limit=MAX_ID_CHARS, required=True)
-    ts = _text("ts", ts, limit=MAX_ID_CHARS, required=True)
-    post_key = _text("post_key", post_key, limit=SLACK_KEY_LENGTH)
+    channel_id = checked_text("channel_id", channel_id, limit=MAX_ID_CHARS, required=True)
+    ts = checked_text("ts", ts, limit=MAX_ID_CHARS, required=True)
+    post_key = checked_text("post_key", post_key, limit=SLACK_KEY_LENGTH)
     row = SlackMessage(
         incident_id=incident_id,
         proposal_id=proposal_id,
@@ -257,7 +257,7 @@ def mark_interrupted(engine: Engine, incident_id: int, reason: str) -> bool:
     True for the one caller that moved it; False when the incident is in any
     other state or does not exist (nothing is written then).
     """
-    reason = _text("reason", reason, limit=MAX_NOTE_CHARS)
+    reason = checked_text("reason", reason, limit=MAX_NOTE_CHARS)
     now = utcnow()
     statement = (
         sa.update(Incident)
@@ -286,12 +286,12 @@ def record_label(
     OUTCOME_SOURCES. A label says nothing about resolution: `resolved` is False.
     Raises ValueError for a malformed label, `IncidentNotFound` for an unknown id.
     """
-    by = _text("by", by, limit=MAX_ID_CHARS, required=True)
+    by = checked_text("by", by, limit=MAX_ID_CHARS, required=True)
     if source not in OUTCOME_SOURCES:
         raise ValueError(f"unknown outcome source {source!r}: use one of {sorted(OUTCOME_SOURCES)}")
     if correct is not None and not isinstance(correct, bool):
         raise ValueError(f"correct must be True, False or None, not {correct!r}")
-    notes = _text("notes", notes, limit=MAX_NOTE_CHARS)
+    notes = checked_text("notes", notes, limit=MAX_NOTE_CHARS)
     row = Outcome(
         incident_id=incident_id,
         resolved=False,
@@ -317,8 +317,8 @@ def close_incident(engine: Engine, incident_id: int, *, by: str, cause: str) -> 
     The Outcome's source is "slack_resolved" and labelled_by is `by`. True for the
     one caller that closed it; False when it was closed already or does not exist.
     """
-    by = _text("by", by, limit=MAX_ID_CHARS, required=True)
-    cause = _text("cause", cause, limit=MAX_NOTE_CHARS)
+    by = checked_text("by", by, limit=MAX_ID_CHARS, required=True)
+    cause = checked_text("cause", cause, limit=MAX_NOTE_CHARS)
     now = utcnow()
     statement = (
         sa.update(Incident)
@@ -451,13 +451,13 @@ def _root_cause(root_cause: Mapping[str, Any] | None) -> dict[str, str] | None:
             f"root_cause has unknown key(s) {', '.join(unknown)}: use {sorted(ROOT_CAUSE_KEYS)}"
         )
     label = {
-        key: _text(f"root_cause[{key!r}]", value, limit=MAX_LABEL_CHARS)
+        key: checked_text(f"root_cause[{key!r}]", value, limit=MAX_LABEL_CHARS)
         for key, value in root_cause.items()
     }
     return label or None
 
 
-def _text(name: str, value: object, *, limit: int, required: bool = False) -> str:
+def checked_text(name: str, value: object, *, limit: int, required: bool = False) -> str:
     """`value` if it is a string the store can keep, else a ValueError saying why not."""
     if not isinstance(value, str):
         raise ValueError(f"{name} must be a string, not {type(value).__name__}")
@@ -476,7 +476,7 @@ def _text(name: str, value: object, *, limit: int, required: bool = False) -> st
 
 def _storable(value: object, limit: int) -> bool:
     try:
-        return bool(_text("value", value, limit=limit, required=True))
+        return bool(checked_text("value", value, limit=limit, required=True))
     except ValueError:
         return False
 
