@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kubernetes import client
 from redaction_corpus import LEAKS, Leak, leaked
 from sqlmodel import col, select
 from support.decisions import decision
+from support.kube_api import kube_cluster
 
 from agents import prompts
 from agents.decision import Decision, NextAction, RootCause
@@ -74,64 +71,10 @@ def _log_text() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _pod() -> dict[str, Any]:
-    return {
-        "kind": "Pod",
-        "metadata": {
-            "name": POD,
-            "namespace": NAMESPACE,
-            "labels": {"app": "geo"},
-            "creationTimestamp": "2026-01-01T11:00:00Z",
-        },
-        "spec": {"containers": [{"name": "geo", "image": "geo:1.0"}], "nodeName": "node-1"},
-        "status": {
-            "phase": "Running",
-            "containerStatuses": [
-                {"name": "geo", "ready": True, "restartCount": 0, "state": {"running": {}}}
-            ],
-        },
-    }
-
-
-class _KubeAPI(BaseHTTPRequestHandler):
-    """Enough of the Kubernetes API for the analyzers and the probe: one pod, its logs."""
-
-    def do_GET(self) -> None:
-        path = urlsplit(self.path).path
-        if path.endswith("/log"):
-            self._send(_log_text().encode(), "text/plain")
-        elif path == f"/api/v1/namespaces/{NAMESPACE}/pods":
-            self._send(json.dumps({"kind": "PodList", "items": [_pod()]}).encode())
-        elif path == f"/api/v1/namespaces/{NAMESPACE}/pods/{POD}":
-            self._send(json.dumps(_pod()).encode())
-        else:
-            self._send(json.dumps({"kind": "List", "items": []}).encode())
-
-    def _send(self, body: bytes, content_type: str = "application/json") -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        return None
-
-
 @pytest.fixture
 def cluster() -> Iterator[ClusterAccess]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _KubeAPI)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    host = f"http://127.0.0.1:{server.server_address[1]}"
-    api = client.ApiClient(client.Configuration(host=host))
-    try:
-        yield ClusterAccess(api=api, namespaces=[NAMESPACE])
-    finally:
-        api.close()
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with kube_cluster(NAMESPACE, {POD: _log_text()}) as access:
+        yield access
 
 
 def _script() -> list[str]:
