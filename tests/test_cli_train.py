@@ -1,10 +1,12 @@
-"""`aoi train run|export`: the errors a person meets before any minute of training is spent.
+"""`aoi train collect|run|export`: the errors a person meets before any minute of training is spent.
 
 The commands run as the real `aoi` entry point against a real SQLite store. The
 training and the export themselves are tested in tests/trainer/test_trainer_grpo.py
 (a tiny local model through GRPO; the embedded GGUF through LoRA, export and
 llama.cpp); here: an empty store, a bad config, a bad or taken version name, a
-folder with no trained model, and the held-out families the run leaves out.
+folder with no trained model, the held-out families the run leaves out, and a
+collection that would record held-out scenarios or names an unknown teacher (refused
+before a lab starts; the collection itself runs in tests/lab).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def test_run_on_a_store_without_trajectories_says_how_to_record_some(
     result = _train(tmp_path, store[0], "run", "--steps", "1", "--out", str(tmp_path / "r"))
     message = assert_one_clean_error(result, code=2)
     assert "no trajectory to learn from" in message
-    assert "aoi bench --suite train" in message
+    assert "aoi train collect" in message
     assert not (tmp_path / "r" / "checkpoints").exists()
 
 
@@ -82,3 +84,27 @@ def test_export_without_a_trained_model_says_train_first(
     )
     assert "train first" in assert_one_clean_error(result, code=2)
     assert not list(tmp_path.glob("**/*.gguf"))
+
+
+@pytest.mark.parametrize(
+    ("suite", "words"),
+    [
+        ("heldout", "would record held-out fault families"),
+        ("aiopslab", "would record held-out fault families"),
+        ("wrong_bin_usage-detection-1", "never training: wrong_bin_usage-detection-1"),
+        ("no-such-scenario", "no-such-scenario"),
+    ],
+)
+def test_collect_refuses_held_out_and_unknown_scenarios_before_a_lab_starts(
+    tmp_path: Path, store: tuple[str, sa.Engine], suite: str, words: str
+) -> None:
+    result = _train(tmp_path, store[0], "collect", "--suite", suite, "--out", str(tmp_path / "c"))
+    assert words in assert_one_clean_error(result, code=2)
+    assert not (tmp_path / "c").exists()
+
+
+def test_collect_refuses_an_unknown_teacher(tmp_path: Path, store: tuple[str, sa.Engine]) -> None:
+    result = _train(tmp_path, store[0], "collect", "--teacher", "gpt", "--out", str(tmp_path))
+    message = assert_one_clean_error(result, code=2)
+    assert "--teacher 'gpt'" in message
+    assert "analyzers" in message

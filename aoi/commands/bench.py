@@ -15,6 +15,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -48,7 +49,7 @@ from store.db import make_engine
 from store.migrate import upgrade
 
 
-def _commit() -> str:
+def git_commit() -> str:
     try:
         done = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
@@ -136,7 +137,7 @@ def bench(
         symptom_s=symptom_wait,
         back_to_back=back_to_back,
         concurrent=not serial,
-        git_commit=_commit(),
+        git_commit=git_commit(),
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     results = ResultsFile.open(out_dir, info)
@@ -148,7 +149,7 @@ def bench(
     if agent != "analyzers":
         chat = model_from(settings, model_spec)
     try:
-        _run(results, scenarios, options, chat, out_dir, settings.cache_dir, console, todo)
+        run_attempts(results, scenarios, options, chat, out_dir, settings.cache_dir, console, todo)
     finally:
         if chat is not None:
             asyncio.run(chat.aclose())
@@ -162,7 +163,7 @@ def bench(
     console.print(f"results: {results.path}  report: {md}" + (f"  chart: {png}" if png else ""))
 
 
-def _run(
+def run_attempts(
     results: ResultsFile,
     scenarios: list[Scenario],
     options: BenchSettings,
@@ -171,11 +172,15 @@ def _run(
     cache_dir: Path,
     console: Console,
     todo: int,
+    *,
+    db_url: str | None = None,
+    model_for: Callable[[Scenario], ChatModel] | None = None,
 ) -> None:
+    """Run what ``results`` lacks on a private lab; trajectories go to ``db_url`` (default:
+    ``out_dir/trajectories.db``), each attempt's model from ``model_for`` when given."""
     if todo <= 0:
         return
-    db = out_dir / "trajectories.db"
-    url = f"sqlite:///{db}"
+    url = db_url or f"sqlite:///{out_dir / 'trajectories.db'}"
     upgrade(url)
     engine = make_engine(url)
     state = Path(tempfile.mkdtemp(prefix="aoi-bench-lab-"))
@@ -197,6 +202,7 @@ def _run(
             model=chat,
             settings=options,
             rules=action_rules(load_settings()),
+            model_for=model_for,
         )
         with Progress(
             TextColumn("[bold]{task.description}"),

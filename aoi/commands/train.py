@@ -6,17 +6,23 @@ the lab's held-out split out of training, and trains with `trainer.grpo`;
 `export` merges and converts the result to a GGUF and registers it as a model
 version that `aoi models use` serves.
 
+`collect` runs the lab's train split with a teacher Observer and records its
+trajectories, with their ground truth and verdicts, in the store.
+
 Examples::
 
-    aoi bench --suite train --agent llm+analyzers --out var/bench/train   # trajectories
-    AOI_DATABASE_URL=sqlite:///var/bench/train/trajectories.db aoi train run --steps 48
+    aoi train collect --suite train --attempts 2            # the analyzers' teacher
+    aoi train collect --teacher http://127.0.0.1:8000/v1     # or any OpenAI-compatible model
+    aoi train run --steps 48
     aoi train export --name smollm2-grpo-1
     aoi models use smollm2-grpo-1
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,6 +35,9 @@ from store import model_versions
 
 EXIT_USAGE = 2
 DEFAULT_RUN_DIR = Path("var/train/run")
+DEFAULT_COLLECT_DIR = Path("var/train/collect")
+TEACHERS = ("analyzers",)
+"""Built-in teachers; an http(s) URL names an OpenAI-compatible model instead."""
 
 app = typer.Typer(
     help="Train the Observer with GRPO on recorded trajectories; export it as a model version.",
@@ -43,6 +52,119 @@ def heldout_families() -> list[str]:
     """The fault families of the lab's held-out split: never trained on."""
     families = {f for s in load_catalog().select(split="held_out") for f in s.families}
     return sorted(families)
+
+
+@app.command()
+def collect(
+    suite: Annotated[
+        str, typer.Option(help="train (the lab's train split), or comma-separated scenario ids.")
+    ] = "train",
+    attempts: Annotated[int, typer.Option(min=1, help="Attempts per scenario (K).")] = 1,
+    teacher: Annotated[
+        str,
+        typer.Option(help="analyzers (a policy driven by the analyzers' findings) or an URL."),
+    ] = "analyzers",
+    max_steps: Annotated[int, typer.Option(min=1, help="Observer steps per attempt.")] = 4,
+    out: Annotated[
+        Path, typer.Option("--out", help="Where results.json goes; rerun to continue.")
+    ] = DEFAULT_COLLECT_DIR,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record teacher trajectories on the lab's train split, with their labels, in the store."""
+    from rich.console import Console
+
+    from aoi.commands.bench import git_commit, run_attempts
+    from aoi.wiring import model_from
+    from lab.benchmark.results import ResultsFile, RunInfo
+    from lab.benchmark.runner import BenchSettings
+    from lab.benchmark.suites import select
+    from lab.benchmark.teacher import TEACHER_NAME, AnalyzerTeacher
+
+    settings = load_settings()
+    dirs = [settings.scenarios_dir] if settings.scenarios_dir is not None else []
+    if suite in ("heldout", "aiopslab", "all", "generated"):
+        _fail(
+            f"--suite {suite} would record held-out fault families; collect runs the train "
+            "split (--suite train) or scenario ids of train families"
+        )
+    try:
+        scenarios = select(suite, load_catalog(dirs))
+    except (LookupError, ValueError) as exc:
+        _fail(str(exc))
+    heldout = sorted({s.id for s in scenarios if s.split == "held_out"})
+    if heldout:
+        _fail(
+            f"held-out scenarios are for evaluation, never training: {', '.join(heldout[:5])}"
+            + (" ..." if len(heldout) > 5 else "")
+        )
+    if not scenarios:
+        _fail(f"suite {suite!r} holds no scenarios")
+    chat = None
+    model_for = None
+    if teacher == "analyzers":
+        model_for = AnalyzerTeacher.for_scenario
+        teacher_name = TEACHER_NAME
+    elif teacher.startswith(("http://", "https://")):
+        chat = model_from(settings, teacher)
+        teacher_name = teacher
+    else:
+        _fail(f"--teacher {teacher!r}: use one of {', '.join(TEACHERS)} or an http(s) URL")
+    options = BenchSettings(agent="llm", attempts=attempts, max_steps=max_steps)
+    info = RunInfo(
+        suite=suite if suite == "train" else "ids",
+        scenarios=[s.id for s in scenarios],
+        agent="llm",
+        model=teacher_name,
+        attempts=attempts,
+        seed=None,
+        max_steps=max_steps,
+        window_s=options.window_s,
+        symptom_s=options.symptom_s,
+        back_to_back=False,
+        concurrent=True,
+        git_commit=git_commit(),
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    results = ResultsFile.open(out, info)
+    console = Console(stderr=True)
+    todo = len(scenarios) * attempts - len(results.done())
+    try:
+        run_attempts(
+            results,
+            scenarios,
+            options,
+            chat,
+            out,
+            settings.cache_dir,
+            console,
+            todo,
+            db_url=settings.database_url,
+            model_for=model_for,
+        )
+    finally:
+        if chat is not None:
+            asyncio.run(chat.aclose())
+    payload = _collected(results.attempts, settings)
+    payload["out"] = str(out)
+    typer.echo(json.dumps(payload) if as_json else _lines(payload))
+
+
+def _collected(attempts: list[Any], settings: Any) -> dict[str, Any]:
+    """What the collection gave: attempts, successful ones, and the store's samples now."""
+    from trainer.dataset import collect_samples, split_by_family
+
+    engine = store_engine(settings)
+    try:
+        samples = collect_samples(engine)
+    finally:
+        engine.dispose()
+    split = split_by_family(samples, heldout_families())
+    return {
+        "attempts": len(attempts),
+        "successful": sum(1 for a in attempts if a.success),
+        "train_samples": len(split.train),
+        "heldout_samples": len(split.heldout),
+    }
 
 
 @app.command()
@@ -79,8 +201,7 @@ def run(
             _fail(
                 f"no trajectory to learn from: the store has {len(samples)} sample(s) from "
                 f"successful investigations and {len(split.heldout)} of them are of held-out "
-                "families; record some first (`aoi bench --suite train --agent llm+analyzers`, "
-                "then point AOI_DATABASE_URL at its trajectories.db)"
+                "families; record some first (`aoi train collect`)"
             )
         result = train(cfg, to_dataset(split.train), out_dir=out, engine=engine, resume=resume)
     finally:

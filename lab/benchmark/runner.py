@@ -106,6 +106,9 @@ class Benchmark:
     settings: BenchSettings
     rules: ActionRules
     policy: ApprovalPolicy = field(default_factory=lambda: AUTOMATIC)
+    model_for: Callable[[Scenario], ChatModel] | None = None
+    """A model per attempt instead of ``model``: a policy that needs the scenario (the
+    trajectory collector's teacher, ``lab.benchmark.teacher``)."""
 
     async def run(
         self,
@@ -250,7 +253,11 @@ class Benchmark:
             scenario_id=scenario.id,
             ground_truth=scenario.ground_truth.model_dump(mode="json"),
         )
-        model = None if self.settings.agent == "analyzers" else self.model
+        model = self.model
+        if self.model_for is not None:
+            model = self.model_for(scenario)
+        if self.settings.agent == "analyzers":
+            model = None
         limits = Limits(
             max_steps=self.settings.max_steps,
             rules=self.rules,
