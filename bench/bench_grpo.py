@@ -1,16 +1,17 @@
-"""How fast the default CPU GRPO configuration trains the embedded SmolLM2-135M.
+"""How fast the default CPU training configuration trains the embedded SmolLM2-135M.
 
-``trainer.grpo.TrainConfig()`` (what ``trainer/configs/cpu.toml`` holds: LoRA r=8,
-4 completions of at most 128 tokens per prompt, 2 threads) for a few steps on
-Observer prompts built by ``agents.prompts.observer_messages`` (~850 tokens, the
-size of a first step with one observation). Printed: the time to load the GGUF,
-each step's time as TRL measures it, and the medians over the steps after the
-first: steps/s, samples/s (completions scored and trained on per second) and
-prompts/s. The figures say how many steps fit in an hour, which is how the
-defaults' ``steps`` was chosen. A JSON line follows the table for machines.
+``trainer.grpo.TrainConfig()`` (what ``trainer/configs/cpu.toml`` holds: LoRA r=8, a
+supervised warm start of 2 samples a step, then GRPO with 4 completions of at most
+128 tokens per prompt, 2 threads) for a few steps of each on Observer prompts built
+by ``agents.prompts.observer_messages`` (~850 tokens, the size of a first step with
+one observation). Printed: the warm start's seconds a step, each GRPO step's time
+as TRL measures it, and the medians over the GRPO steps after the first: steps/s,
+samples/s (completions scored and trained on per second) and prompts/s; and the
+time the default run (``sft_steps`` + ``steps``) takes at these rates, which is how
+the defaults were chosen. A JSON line follows the table for machines.
 
-Env: ``AOI_BENCH_GRPO_STEPS`` (default 3), ``AOI_BENCH_GRPO_THREADS`` (default: the
-configuration's own, 2).
+Env: ``AOI_BENCH_GRPO_STEPS`` (default 3), ``AOI_BENCH_SFT_STEPS`` (default 4),
+``AOI_BENCH_GRPO_THREADS`` (default: the configuration's own, 2).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from trainer.dataset import Sample, to_dataset
 from trainer.grpo import TrainConfig, train
 
 STEPS = int(os.environ.get("AOI_BENCH_GRPO_STEPS", "3"))
+SFT_STEPS = int(os.environ.get("AOI_BENCH_SFT_STEPS", "4"))
 THREADS = os.environ.get("AOI_BENCH_GRPO_THREADS")
 NAMESPACE = "test-hotel-reservation"
 OBSERVATION = (
@@ -98,11 +100,14 @@ def _samples(count: int) -> list[Sample]:
 
 
 def _measure() -> dict[str, Any]:
-    changes: dict[str, Any] = {"steps": STEPS, "save_every": STEPS + 1}
+    default = TrainConfig()
+    changes: dict[str, Any] = {"steps": STEPS, "save_every": STEPS + 1, "sft_steps": SFT_STEPS}
     if THREADS is not None:
         changes["threads"] = int(THREADS)
-    config = TrainConfig().model_copy(update=changes)
-    dataset = to_dataset(_samples(STEPS * config.prompts_per_step))
+    config = default.model_copy(update=changes)
+    dataset = to_dataset(
+        _samples(max(STEPS * config.prompts_per_step, SFT_STEPS * config.sft_batch))
+    )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="aoi-bench-grpo-") as out:
         result = train(config, dataset, out_dir=out, progress=False)
@@ -111,7 +116,12 @@ def _measure() -> dict[str, Any]:
     warm = step_times[1:] or step_times
     median = statistics.median(warm)
     completions = config.per_device_batch * config.gradient_accumulation
+    sft_step = (result.summary.get("sft_runtime_s") or 0.0) / max(1, SFT_STEPS)
     return {
+        "sft_steps": SFT_STEPS,
+        "sft_s_per_step": sft_step,
+        "sft_samples_per_s": config.sft_batch / sft_step if sft_step else None,
+        "default_run_min": (default.sft_steps * sft_step + default.steps * median) / 60,
         "threads": config.threads,
         "steps": len(step_times),
         "completions_per_step": completions,
@@ -122,7 +132,7 @@ def _measure() -> dict[str, Any]:
         "samples_per_s": completions / median,
         "prompts_per_s": config.prompts_per_step / median,
         "steps_per_hour": 3600.0 / median,
-        "load_and_overhead_s": wall - sum(step_times),
+        "load_and_overhead_s": wall - sum(step_times) - sft_step * SFT_STEPS,
         "median_completion_tokens": statistics.median(
             row["completions/mean_length"] for row in result.metrics
         ),
@@ -131,10 +141,13 @@ def _measure() -> dict[str, Any]:
 
 def main() -> None:
     figures = _measure()
-    table = Table(title=f"GRPO, default CPU config, SmolLM2, {figures['threads']} thread(s)")
+    table = Table(title=f"Training, default CPU config, SmolLM2, {figures['threads']} thread(s)")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    table.add_row("steps timed", str(figures["steps"]))
+    table.add_row("warm-start steps timed", str(figures["sft_steps"]))
+    table.add_row("warm-start s a step", f"{figures['sft_s_per_step']:.1f}")
+    table.add_row("warm-start samples/s", f"{figures['sft_samples_per_s'] or 0:.3f}")
+    table.add_row("GRPO steps timed", str(figures["steps"]))
     table.add_row("step times s", ", ".join(f"{t:.1f}" for t in figures["step_times_s"]))
     table.add_row("median step s (after the first)", f"{figures['median_step_s']:.1f}")
     table.add_row("steps/s", f"{figures['steps_per_s']:.4f}")
@@ -143,6 +156,7 @@ def main() -> None:
     table.add_row("steps in an hour", f"{figures['steps_per_hour']:.0f}")
     table.add_row("median completion tokens", f"{figures['median_completion_tokens']:.0f}")
     table.add_row("load + setup + save s", f"{figures['load_and_overhead_s']:.1f}")
+    table.add_row("default run (warm start + GRPO) min", f"{figures['default_run_min']:.0f}")
     Console().print(table)
     print(json.dumps({"bench": "grpo", **figures}))
 

@@ -91,24 +91,28 @@ class LoraSettings(BaseModel):
 
 
 class TrainConfig(BaseModel):
-    """One GRPO run; every field has the default of the CPU run (``configs/cpu.toml``).
+    """One training run; every field has the default of the CPU run (``configs/cpu.toml``).
 
-    The defaults finish a run on 2 cores within an hour with SmolLM2-135M (LoRA r=8,
-    float32). The arithmetic, measured here on an ~850-token Observer prompt (system
-    prompt ~300 tokens plus an observation) with 4 completions of 128 tokens, one
-    thread: generation 45 s (the prompt's prefill, repeated per completion, is most
-    of it), the loss pass over 4 x ~970 tokens 44 s forward + 23 s backward: 93-122 s
-    a step on one thread, so ~60 s expected on two (``bench/bench_grpo.py`` measures
-    it; run it on the target machine and scale ``steps`` to its figure).
-    FACTS.md's ~3.5 s/step was 4 x 32 tokens on a short prompt: the prompt, not the
-    completion, dominates. So ``steps=48`` x ~60 s ≈ 48 min, plus ~20 s to load the
-    GGUF and 4 adapter checkpoints (``save_every=12``, a few MB each). 128 tokens is
-    about a compact decision (the reference JSON of a probe is ~90 tokens); shorter
-    completions are cut before they close, and a group whose completions all fail
-    to parse scores equally and teaches nothing. ``per_device_batch=4`` with
-    ``num_generations=4`` is one prompt per step; ``max_prompt_tokens=1280`` leaves
-    out samples whose step time would double. ``learning_rate=5e-5`` suits LoRA over
-    few steps (TRL's 1e-6 default is for full fine-tuning of large models);
+    A run is a supervised warm start (``sft_steps``, ``trainer.sft``: the untrained
+    SmolLM2 writes no decision that parses, so GRPO alone gets no signal) and then
+    GRPO (``steps``) on the same LoRA adapter. The defaults finish on 2 cores within
+    an hour with SmolLM2-135M (LoRA r=8, float32). The arithmetic, measured here on
+    ~850-1200-token Observer prompts (system prompt ~300 tokens plus an observation):
+    a warm-start step (2 samples, forward and backward over prompt and reference)
+    takes ~20-30 s on two threads, so ``sft_steps=64`` is ~25 min, about one pass
+    over a collection of the train split. A GRPO step with 4 completions of 128
+    tokens, one thread: generation 45 s (the prompt's prefill, repeated per
+    completion, is most of it), the loss pass over 4 x ~970 tokens 44 s forward +
+    23 s backward: 93-122 s a step on one thread, ~60 s expected on two, so
+    ``steps=12`` is ~12-20 min. ``bench/bench_grpo.py`` measures both; run it on the
+    target machine and scale the steps to its figures. FACTS.md's ~3.5 s/step was
+    4 x 32 tokens on a short prompt: the prompt, not the completion, dominates.
+    128 tokens is about a compact decision (the reference JSON of a probe is ~90
+    tokens); longer completions are cut before they close and score as unreadable.
+    ``per_device_batch=4`` with ``num_generations=4`` is one prompt per step;
+    ``max_prompt_tokens=1280`` leaves out samples whose step time would double.
+    ``learning_rate=5e-5`` suits LoRA over few steps (TRL's 1e-6 default is for full
+    fine-tuning of large models); the warm start's 2e-4 is the usual LoRA SFT rate.
     ``beta=0.0`` skips the reference model's pass (TRL's default; 0.01-0.04 keeps
     the policy near its base). On a GPU, ``configs/gpu-7b.toml``.
 
@@ -125,7 +129,7 @@ class TrainConfig(BaseModel):
     lora: LoraSettings | None = Field(
         default_factory=LoraSettings, description="the adapter; null trains every weight"
     )
-    steps: int = Field(48, ge=1, description="optimizer steps")
+    steps: int = Field(12, ge=1, description="GRPO optimizer steps")
     learning_rate: float = Field(5e-5, gt=0.0, allow_inf_nan=False)
     per_device_batch: int = Field(4, ge=1, description="completions per device per step")
     gradient_accumulation: int = Field(1, ge=1, description="micro-batches per optimizer step")
@@ -151,6 +155,11 @@ class TrainConfig(BaseModel):
     gradient_checkpointing: bool = Field(
         False, description="recompute activations in the backward pass (large models on GPU)"
     )
+    sft_steps: int = Field(
+        64, ge=0, description="supervised warm-start steps on the references before GRPO"
+    )
+    sft_learning_rate: float = Field(2e-4, gt=0.0, allow_inf_nan=False)
+    sft_batch: int = Field(2, ge=1, description="samples per warm-start step")
 
     @field_validator("lora", mode="before")
     @classmethod
@@ -459,6 +468,11 @@ def train(
     run_id = _start_run(engine, config, dataset, dropped, out, resumed_from) if main else None
     recorder = _MetricsRecorder(out / METRICS_FILE, engine, run_id)
     try:
+        warm: dict[str, Any] = {}
+        if config.sft_steps:
+            from trainer.sft import warm_start
+
+            model, warm = warm_start(config, model, tokenizer, dataset, out, progress=progress)
         trainer = _trainer(config, model, tokenizer, dataset, out, recorder, progress, judge)
         output = trainer.train(
             resume_from_checkpoint=str(resumed_from) if resumed_from is not None else None
@@ -478,6 +492,7 @@ def train(
     summary = _summary(
         output.metrics, recorder.rows, trainer.state.global_step, dropped, len(dataset)
     )
+    summary.update({key: value for key, value in warm.items() if value is not None})
     _finish_run(engine, run_id, "succeeded", summary, "")
     return TrainResult(
         out_dir=out,
@@ -560,9 +575,16 @@ def _trainer(
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        peft_config=_peft_config(config),
+        # A warm-started model carries its adapter already: GRPO trains that one on.
+        peft_config=None if _has_adapter(model) else _peft_config(config),
         callbacks=[recorder.callback()],
     )
+
+
+def _has_adapter(model: Any) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
 
 
 def _peft_config(config: TrainConfig) -> Any:
@@ -579,6 +601,15 @@ def _peft_config(config: TrainConfig) -> Any:
     )
 
 
+def finite_metrics(logs: Mapping[str, object]) -> dict[str, float]:
+    """The finite numbers of one Trainer ``on_log`` call (NaN, infinities, flags dropped)."""
+    return {
+        key: float(value)
+        for key, value in logs.items()
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    }
+
+
 class _MetricsRecorder:
     """Each logged step's numbers, into ``metrics.jsonl`` and the store."""
 
@@ -592,13 +623,7 @@ class _MetricsRecorder:
         """Keep the finite numbers of one ``on_log`` call; the end-of-training summary aside."""
         if "train_runtime" in logs:  # the Trainer's closing summary, not a step
             return
-        metrics = {
-            key: float(value)
-            for key, value in logs.items()
-            if isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and math.isfinite(value)
-        }
+        metrics = finite_metrics(logs)
         if not metrics:
             return
         row = {"step": float(step), **metrics}

@@ -13,7 +13,7 @@ Examples::
 
     aoi train collect --suite train --attempts 2            # the analyzers' teacher
     aoi train collect --teacher http://127.0.0.1:8000/v1     # or any OpenAI-compatible model
-    aoi train run --steps 48
+    aoi train run --steps 12
     aoi train export --name smollm2-grpo-1
     aoi models use smollm2-grpo-1
 """
