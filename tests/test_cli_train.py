@@ -108,3 +108,20 @@ def test_collect_refuses_an_unknown_teacher(tmp_path: Path, store: tuple[str, sa
     message = assert_one_clean_error(result, code=2)
     assert "--teacher 'gpt'" in message
     assert "analyzers" in message
+
+
+def test_collect_heldout_records_the_held_out_split_only(
+    tmp_path: Path, store: tuple[str, sa.Engine]
+) -> None:
+    result = _train(
+        tmp_path,
+        store[0],
+        "collect",
+        "--heldout",
+        "--suite",
+        "k8s_target_port-misconfig-detection-1",
+        "--out",
+        str(tmp_path / "c"),
+    )
+    message = assert_one_clean_error(result, code=2)
+    assert "held-out scenarios only, not k8s_target_port-misconfig-detection-1" in message

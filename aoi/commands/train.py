@@ -24,7 +24,7 @@ import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 import typer
 
@@ -68,9 +68,19 @@ def collect(
     out: Annotated[
         Path, typer.Option("--out", help="Where results.json goes; rerun to continue.")
     ] = DEFAULT_COLLECT_DIR,
+    heldout: Annotated[
+        bool,
+        typer.Option(
+            "--heldout",
+            help="Record the held-out split for `aoi train eval` (training never reads it).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Record teacher trajectories on the lab's train split, with their labels, in the store."""
+    """Record teacher trajectories on the lab's train split, with their labels, in the store.
+
+    With --heldout, the held-out split instead: references to measure a model's reward
+    on faults it never trained on (`aoi train run` leaves their families out)."""
     from rich.console import Console
 
     from aoi.commands.bench import git_commit, run_attempts
@@ -82,21 +92,28 @@ def collect(
 
     settings = load_settings()
     dirs = [settings.scenarios_dir] if settings.scenarios_dir is not None else []
-    if suite in ("heldout", "aiopslab", "all", "generated"):
+    if heldout:
+        suite = "heldout" if suite == "train" else suite
+    elif suite in ("heldout", "aiopslab", "all", "generated"):
         _fail(
             f"--suite {suite} would record held-out fault families; collect runs the train "
-            "split (--suite train) or scenario ids of train families"
+            "split (--suite train) or scenario ids of train families (--heldout records the "
+            "held-out split for evaluation)"
         )
     try:
         scenarios = select(suite, load_catalog(dirs))
     except (LookupError, ValueError) as exc:
         _fail(str(exc))
-    heldout = sorted({s.id for s in scenarios if s.split == "held_out"})
-    if heldout:
+    wrong_side = sorted(
+        {s.id for s in scenarios if (s.split == "held_out") != heldout and s.split is not None}
+    )
+    if wrong_side and not heldout:
         _fail(
-            f"held-out scenarios are for evaluation, never training: {', '.join(heldout[:5])}"
-            + (" ..." if len(heldout) > 5 else "")
+            f"held-out scenarios are for evaluation, never training: {', '.join(wrong_side[:5])}"
+            + (" ..." if len(wrong_side) > 5 else "")
         )
+    if wrong_side:
+        _fail(f"--heldout records held-out scenarios only, not {', '.join(wrong_side[:5])}")
     if not scenarios:
         _fail(f"suite {suite!r} holds no scenarios")
     chat = None
@@ -111,7 +128,7 @@ def collect(
         _fail(f"--teacher {teacher!r}: use one of {', '.join(TEACHERS)} or an http(s) URL")
     options = BenchSettings(agent="llm", attempts=attempts, max_steps=max_steps)
     info = RunInfo(
-        suite=suite if suite == "train" else "ids",
+        suite=suite if suite in ("train", "heldout") else "ids",
         scenarios=[s.id for s in scenarios],
         agent="llm",
         model=teacher_name,
@@ -165,6 +182,72 @@ def _collected(attempts: list[Any], settings: Any) -> dict[str, Any]:
         "train_samples": len(split.train),
         "heldout_samples": len(split.heldout),
     }
+
+
+@app.command("eval")
+def evaluate(
+    model: Annotated[
+        str | None,
+        typer.Option(help="embedded, a GGUF path, version:NAME or an URL (default: served)."),
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="heldout (families never trained on) or train.")
+    ] = "heldout",
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Score the first N samples only.")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="The training config whose weights to use.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A model's mean training reward on the store's samples (held-out families by default)."""
+    from rich.console import Console
+
+    from aoi.wiring import model_from
+    from trainer.dataset import collect_samples, split_by_family, to_dataset
+    from trainer.evaluate import complete_all, score
+    from trainer.grpo import ConfigError, load_config, parse_config
+
+    if split not in ("heldout", "train"):
+        _fail(f"--split {split!r}: use heldout or train")
+    try:
+        cfg = load_config(config) if config else parse_config({})
+    except ConfigError as exc:
+        _fail(str(exc))
+    settings = load_settings()
+    engine = store_engine(settings)
+    try:
+        parts = split_by_family(collect_samples(engine), heldout_families())
+    finally:
+        engine.dispose()
+    samples = (parts.heldout if split == "heldout" else parts.train)[:limit]
+    if not samples:
+        _fail(
+            f"the store has no {split} sample to score; record some first "
+            f"(`aoi train collect{' --heldout' if split == 'heldout' else ''}`)"
+        )
+    rows = list(to_dataset(samples))
+    chat = model_from(settings, model)
+    if chat is None:
+        _fail("the analyzers write no decision to score: choose a model (--model)")
+    console = Console(stderr=True)
+
+    async def answers() -> tuple[list[str], int]:
+        try:
+            with console.status(f"{chat.name}: 0/{len(rows)} decisions") as status:
+                return await complete_all(
+                    chat,
+                    rows,
+                    progress=lambda n: status.update(f"{chat.name}: {n}/{len(rows)} decisions"),
+                )
+        finally:
+            await chat.aclose()
+
+    texts, failed = asyncio.run(answers())
+    report = score(rows, texts, cfg.rewards, failed=failed)
+    payload = {"model": chat.name, "split": split, **report.as_dict()}
+    typer.echo(json.dumps(payload) if as_json else _lines(payload))
 
 
 @app.command()
@@ -295,6 +378,6 @@ def _lines(payload: dict[str, Any]) -> str:
     return "\n".join(f"{key}: {value}" for key, value in payload.items())
 
 
-def _fail(message: str) -> Any:
+def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(EXIT_USAGE)
