@@ -22,9 +22,11 @@ from agents.llm import ScriptedModel
 from agents.runtime import ClusterAccess
 from lab.benchmark.results import ResultsFile, RunInfo
 from lab.benchmark.runner import Benchmark, BenchSettings
+from lab.benchmark.teacher import AnalyzerTeacher
 from lab.scenarios.loader import load_catalog
 from lab.scenarios.schema import Scenario
 from store.models import Proposal, ProposalState
+from trainer.dataset import collect_samples
 
 ONE_OF_EACH = (
     "pod_failure_hotel_res-detection-1",
@@ -163,6 +165,47 @@ def test_llm_agent_scores_the_observers_own_answer_not_the_merge(
         if agent == "llm":
             assert attempt.answer == ["geo"]
         assert attempt.success is expected, attempt
+
+
+def test_the_teacher_records_trajectories_the_trainer_learns_from(
+    recovered: LabThread,
+    engine: Engine,
+    access: ClusterAccess,
+    executor: client.ApiClient,
+    tmp_path: Path,
+) -> None:
+    # One scenario per application, so the three lanes run at once, each with its own teacher.
+    ids = (
+        "k8s_target_port-misconfig-localization-1",
+        "revoke_auth_mongodb-analysis-1",
+        "astronomy_shop_cart_service_failure-localization-1",
+    )
+    registry = load_catalog()
+    scenarios = [registry.get(sid) for sid in ids]
+    settings = BenchSettings(agent="llm", window_s=12, symptom_s=8)
+    results = ResultsFile.open(tmp_path, _info(scenarios, settings))
+    bench = _bench(recovered, engine, access, executor, settings)
+    bench.model_for = AnalyzerTeacher.for_scenario
+    asyncio.run(bench.run(scenarios, results))
+
+    by_id = {a.scenario_id: a for a in results.attempts}
+    assert all(a.success for a in by_id.values()), {k: a.detail for k, a in by_id.items()}
+    assert by_id["k8s_target_port-misconfig-localization-1"].answer == ["user-service"]
+    samples = collect_samples(engine)
+    assert {s.scenario_id for s in samples} == set(ids)
+    for scenario in scenarios:
+        steps = sorted(
+            (s for s in samples if s.scenario_id == scenario.id), key=lambda s: s.step_index
+        )
+        probe, submit = (s.reference for s in steps)  # probe what they name, then submit
+        target = scenario.ground_truth.components[0]
+        assert probe.next_action.kind == "probe"
+        assert probe.next_action.instruction.startswith(f"kubectl describe deploy/{target} ")
+        assert submit.next_action.kind == "submit"
+        assert submit.root_cause.component == target
+        assert submit.root_cause.fault_type == scenario.ground_truth.fault_type
+        assert all(s.split == "train" and s.success and s.truth for s in steps)
+        assert "<observation>" in steps[1].prompt[1]["content"]  # the probe's output, as sent
 
 
 def test_aoi_bench_cli_runs_resumes_and_prints_the_aggregate(tmp_path: Path) -> None:
