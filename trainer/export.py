@@ -89,8 +89,8 @@ def export_gguf(
     >>> export_gguf("var/train/run1/final", "var/models/run1.gguf", outtype="q8_0")
     PosixPath('var/models/run1.gguf')
     """
-    trained = _final_folder(Path(trained_dir))
-    out = Path(out_path)
+    trained = _final_folder(Path(trained_dir).resolve())
+    out = Path(out_path).resolve()  # the converter runs in its own folder
     tools = converter or converter_dir()
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="aoi-export-", dir=out.parent) as scratch:

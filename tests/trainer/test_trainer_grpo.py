@@ -384,7 +384,9 @@ def test_export_errors_say_what_to_do(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_embedded_model_trains_exports_and_llama_cpp_answers(tmp_path: Path) -> None:
+def test_embedded_model_trains_exports_and_llama_cpp_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """SmolLM2 from its GGUF: a 2-step warm start, 2 GRPO steps (1 prompt, 2 x 16 tokens) on
     the same LoRA, an f16 GGUF, and a decision from it."""
     short: list[Message] = [
@@ -407,7 +409,10 @@ def test_embedded_model_trains_exports_and_llama_cpp_answers(tmp_path: Path) -> 
     assert result.steps == 2
     assert len(result.metrics) == 2
 
-    path = export_gguf(result.out_dir, tmp_path / "observer.gguf")
+    # Relative paths, as `aoi train export --out var/train/run` passes them: the converter
+    # runs in another folder, so they must be resolved first.
+    monkeypatch.chdir(tmp_path.parent)
+    path = export_gguf(Path(tmp_path.name), Path(tmp_path.name) / "observer.gguf")
     assert path.read_bytes()[:4] == b"GGUF"
 
     async def ask() -> str:
