@@ -64,6 +64,9 @@ SYSTEM_PROMPT = (
     '- Keep every string short. Say "Unknown" when the evidence does not tell.'
 )
 
+LAST_STEP = "This is the last step"
+"""How the closing line of a last step's prompt begins (the Observer must submit there)."""
+
 PROMPT_LAYOUT = 1
 """Bump when `observer_messages` arranges its parts differently (new sections, order, wording
 outside SYSTEM_PROMPT); changes to SYSTEM_PROMPT and the limits show in PROMPT_VERSION anyway."""
@@ -330,7 +333,7 @@ def _observation_lines(observation: Observation | str | None) -> list[str]:
 def _closing(force_submit: bool) -> str:
     if force_submit:
         return (
-            'This is the last step: set next_action.kind to "submit" and put your final '
+            f'{LAST_STEP}: set next_action.kind to "submit" and put your final '
             "answer in next_action.instruction."
         )
     return "Reply with the JSON decision."

@@ -21,10 +21,8 @@ from typing import Any
 
 from agents.decision import DECISION_MAX_TOKENS, DECISION_SCHEMA, SUBMIT_SCHEMA
 from agents.llm import ChatModel, Message, ModelError
+from agents.prompts import LAST_STEP
 from trainer.config import RewardWeights, reward_functions
-
-LAST_STEP = "This is the last step"
-"""How ``agents.prompts`` tells the Observer to submit (its closing line)."""
 
 
 @dataclass(frozen=True)

@@ -601,7 +601,7 @@ def _peft_config(config: TrainConfig) -> Any:
     )
 
 
-def finite_metrics(logs: Mapping[str, object]) -> dict[str, float]:
+def _finite_metrics(logs: Mapping[str, object]) -> dict[str, float]:
     """The finite numbers of one Trainer ``on_log`` call (NaN, infinities, flags dropped)."""
     return {
         key: float(value)
@@ -623,7 +623,7 @@ class _MetricsRecorder:
         """Keep the finite numbers of one ``on_log`` call; the end-of-training summary aside."""
         if "train_runtime" in logs:  # the Trainer's closing summary, not a step
             return
-        metrics = finite_metrics(logs)
+        metrics = _finite_metrics(logs)
         if not metrics:
             return
         row = {"step": float(step), **metrics}

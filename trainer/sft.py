@@ -66,7 +66,7 @@ def warm_start(
     """
     from peft import PeftModel
 
-    from trainer.grpo import _peft_config
+    from trainer.grpo import _MetricsRecorder, _peft_config
 
     final = out_dir / SFT_DIR / "final"
     if (final / "adapter_config.json").is_file():
@@ -102,18 +102,18 @@ def warm_start(
         disable_tqdm=not progress,
         dataloader_num_workers=0,
     )
-    rows: list[dict[str, float]] = []
+    recorder = _MetricsRecorder(sft_out / SFT_METRICS, None, None)
     trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=completions(dataset),
         processing_class=tokenizer,
         peft_config=_peft_config(config),
-        callbacks=[_logger(sft_out / SFT_METRICS, rows)],
+        callbacks=[recorder.callback()],
     )
     output = trainer.train()
     trainer.save_model(str(final))
-    losses = [row["loss"] for row in rows if "loss" in row]
+    losses = [row["loss"] for row in recorder.rows if "loss" in row]
     summary = {
         "sft_steps": trainer.state.global_step,
         "sft_loss_first": losses[0] if losses else None,
@@ -130,27 +130,3 @@ def _read(final: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _logger(path: Path, rows: list[dict[str, float]]) -> Any:
-    from transformers import TrainerCallback
-
-    from trainer.grpo import finite_metrics
-
-    class SftLog(TrainerCallback):  # type: ignore[misc]
-        def on_log(
-            self,
-            args: Any,
-            state: Any,
-            control: Any,
-            logs: Mapping[str, object] | None = None,
-            **kwargs: Any,
-        ) -> None:
-            if not logs or not state.is_world_process_zero or "train_runtime" in logs:
-                return
-            row = finite_metrics(logs)
-            rows.append(row)
-            with path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps({"step": state.global_step, **row}, sort_keys=True) + "\n")
-
-    return SftLog()

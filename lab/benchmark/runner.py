@@ -253,9 +253,7 @@ class Benchmark:
             scenario_id=scenario.id,
             ground_truth=scenario.ground_truth.model_dump(mode="json"),
         )
-        model = self.model
-        if self.model_for is not None:
-            model = self.model_for(scenario)
+        model = self.model_for(scenario) if self.model_for is not None else self.model
         if self.settings.agent == "analyzers":
             model = None
         limits = Limits(

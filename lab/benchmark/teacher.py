@@ -28,18 +28,21 @@ import time
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
-from agents.decision import Decision
+from agents.decision import DECISION_SCHEMA, Decision
 from agents.llm.base import Completion, Message
 from lab.apps import APPS
 from lab.scenarios.schema import Scenario
 from store.labels import GroundTruth, TaskType
 
 TEACHER_NAME = "teacher:analyzers"
-SUMMARY_CHARS = 120
-HYPOTHESIS_CHARS = 48
-INSTRUCTION_CHARS = 96
-"""The decode limits of ``agents.decision``'s grammar, so a sample is something a model
-under that grammar can write."""
+_FIELDS = DECISION_SCHEMA["properties"]
+SUMMARY_CHARS: int = _FIELDS["summary"]["maxLength"]
+HYPOTHESES: int = _FIELDS["hypotheses"]["maxItems"]
+HYPOTHESIS_CHARS: int = _FIELDS["hypotheses"]["items"]["maxLength"]
+COMPONENT_CHARS: int = _FIELDS["root_cause"]["properties"]["component"]["maxLength"]
+INSTRUCTION_CHARS: int = _FIELDS["next_action"]["properties"]["instruction"]["maxLength"]
+"""The decode grammar's limits (``agents.decision.DECISION_SCHEMA``), so a sample is
+something a model under that grammar can write."""
 CONFIDENT = 90
 """Confidence when the analyzers named the faulty service."""
 PROBED = 75
@@ -258,8 +261,8 @@ def _decision(
         {
             "summary": _clip(summary, SUMMARY_CHARS),
             "phase": phase,
-            "hypotheses": [_clip(h, HYPOTHESIS_CHARS) for h in hypotheses][:2],
-            "root_cause": {k: _clip(v, 40) for k, v in root_cause.items()},
+            "hypotheses": [_clip(h, HYPOTHESIS_CHARS) for h in hypotheses][:HYPOTHESES],
+            "root_cause": {k: _clip(v, COMPONENT_CHARS) for k, v in root_cause.items()},
             "confidence": confidence,
             "next_action": {"kind": kind, "instruction": _clip(instruction, INSTRUCTION_CHARS)},
         }
